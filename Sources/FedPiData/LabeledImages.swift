@@ -1,0 +1,82 @@
+import FedPiEngine
+
+/// Grayscale images with class labels, kept as bytes (a 60,000-image set is 47 MB) and converted
+/// to normalised floats one batch at a time.
+public struct LabeledImages: BatchProvider, Sendable {
+    public let height: Int
+    public let width: Int
+    /// `count × height × width` pixels, row-major, one byte each.
+    public let pixels: [UInt8]
+    public let labels: [UInt8]
+
+    public var count: Int { labels.count }
+    public var sampleShape: [Int] { [height, width, 1] }
+
+    /// Pairs an images array `(N, H, W)` with a labels array `(N)`; throws when they do not fit together.
+    public init(height: Int, width: Int, pixels: [UInt8], labels: [UInt8]) throws {
+        guard height > 0, width > 0, pixels.count == labels.count * height * width else {
+            throw DatasetError("\(labels.count) labels do not match \(pixels.count) pixels of \(height)x\(width) images")
+        }
+        self.height = height
+        self.width = width
+        self.pixels = pixels
+        self.labels = labels
+    }
+
+    /// Reads an IDX images file and an IDX labels file (raw or gzip) and checks that they agree.
+    public static func load(images imagesPath: String, labels labelsPath: String) throws -> LabeledImages {
+        let images = try IDX.read(path: imagesPath)
+        guard images.dimensions.count == 3 else {
+            throw IDXError(path: imagesPath, problem: "is not an images file: expected 3 dimensions (count, rows, columns), found \(images.dimensions.count)")
+        }
+        let labels = try IDX.read(path: labelsPath)
+        guard labels.dimensions.count == 1 else {
+            throw IDXError(path: labelsPath, problem: "is not a labels file: expected 1 dimension, found \(labels.dimensions.count)")
+        }
+        guard images.dimensions[0] == labels.dimensions[0] else {
+            throw DatasetError("\(imagesPath) has \(images.dimensions[0]) images but \(labelsPath) has \(labels.dimensions[0]) labels")
+        }
+        guard images.dimensions[0] > 0 else { throw IDXError(path: imagesPath, problem: "holds no images") }
+        return try LabeledImages(height: images.dimensions[1], width: images.dimensions[2], pixels: images.bytes, labels: labels.bytes)
+    }
+
+    public func label(at index: Int) -> Int { Int(labels[index]) }
+
+    /// Number of samples of each label value present, ascending by label.
+    public func classCounts() -> [(label: Int, count: Int)] {
+        var counts = [Int](repeating: 0, count: 256)
+        for l in labels { counts[Int(l)] += 1 }
+        return counts.enumerated().filter { $0.element > 0 }.map { (label: $0.offset, count: $0.element) }
+    }
+
+    /// Indices of the samples whose label is in `classes`, ascending.
+    public func indices(ofClasses classes: Set<Int>) -> [Int] {
+        labels.indices.filter { classes.contains(Int(labels[$0])) }
+    }
+
+    public func fillBatch(_ indices: ArraySlice<Int>, normalization: Model.Normalization, into input: Tensor, labels out: inout [Int32]) {
+        let per = height * width
+        input.resize([indices.count, height, width, 1])
+        if out.count != indices.count { out = [Int32](repeating: 0, count: indices.count) }
+        // 256-entry table: one load per pixel instead of a divide and a subtract.
+        var table = [Float](repeating: 0, count: 256)
+        for v in 0..<256 { table[v] = (Float(v) / 255 - normalization.mean) / normalization.std }
+        table.withUnsafeBufferPointer { t in
+            pixels.withUnsafeBufferPointer { px in
+                var dst = input.data
+                for (k, i) in indices.enumerated() {
+                    let src = px.baseAddress! + i * per
+                    for p in 0..<per { dst[p] = t[Int(src[p])] }
+                    dst += per
+                    out[k] = Int32(labels[i])
+                }
+            }
+        }
+    }
+}
+
+/// A data set that is inconsistent or missing, with what to do about it.
+public struct DatasetError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,123 @@
+/// Rectified linear unit, elementwise on any shape, computed in place: forward overwrites its input
+/// (which no layer before it needs again) and backward overwrites the incoming gradient. This halves
+/// the activation memory of the CNN, which is what keeps a worker within a Pi's budget.
+public final class ReLU: Layer {
+    public let name: String
+    private var output: Tensor?
+
+    public init(_ name: String = "relu") { self.name = name }
+
+    public func outputShape(forInput shape: [Int]) throws -> [Int] { shape }
+
+    public func forward(_ input: Tensor, training: Bool) -> Tensor {
+        let x = input.data
+        for i in 0..<input.count { x[i] = max(x[i], 0) }
+        output = input
+        return input
+    }
+
+    public func backward(_ gradOutput: Tensor, inputGradient: Bool) -> Tensor? {
+        guard inputGradient, let output else { return nil }
+        let y = output.data, dy = gradOutput.data
+        for i in 0..<gradOutput.count where !(y[i] > 0) { dy[i] = 0 }
+        return gradOutput
+    }
+}
+
+/// Inverted dropout: in training each element is zeroed with probability `rate` and the rest scaled
+/// by 1/(1-rate); in evaluation it passes the input through. The mask comes from a seeded generator.
+public final class Dropout: Layer {
+    public let name: String
+    public let rate: Float
+    private var generator: SeededGenerator
+    private var mask = Tensor(shape: [0])
+    private let output = Tensor(shape: [0])
+    private let gradInput = Tensor(shape: [0])
+    private var wasTraining = false
+
+    public init(_ name: String = "dropout", rate: Float, seed: UInt64 = 0) {
+        precondition(rate >= 0 && rate < 1, "dropout rate must be in [0, 1)")
+        self.name = name
+        self.rate = rate
+        self.generator = SeededGenerator(seed: seed, stream: "dropout." + name)
+    }
+
+    /// Restarts the mask sequence (the model does this from its seed).
+    public func reseed(_ seed: UInt64) { generator = SeededGenerator(seed: seed, stream: "dropout." + name) }
+
+    public func outputShape(forInput shape: [Int]) throws -> [Int] { shape }
+
+    public func forward(_ input: Tensor, training: Bool) -> Tensor {
+        wasTraining = training && rate > 0
+        guard wasTraining else { return input }
+        output.resize(input.shape)
+        mask.resize(input.shape)
+        let keep = 1 - rate, scale = 1 / keep
+        let x = input.data, y = output.data, m = mask.data
+        for i in 0..<input.count {
+            let v: Float = generator.nextUnitFloat() < keep ? scale : 0
+            m[i] = v
+            y[i] = x[i] * v
+        }
+        return output
+    }
+
+    public func backward(_ gradOutput: Tensor, inputGradient: Bool) -> Tensor? {
+        guard inputGradient else { return nil }
+        guard wasTraining else { return gradOutput }
+        gradInput.resize(gradOutput.shape)
+        let m = mask.data, dy = gradOutput.data, dx = gradInput.data
+        for i in 0..<gradOutput.count { dx[i] = dy[i] * m[i] }
+        return gradInput
+    }
+}
+
+/// Flattens (N, H, W, C) to (N, C·H·W) in PyTorch's channel-major order, so the next Dense layer's
+/// weight is laid out exactly like `torch.flatten` of an NCHW tensor would require.
+public final class Flatten: Layer {
+    public let name: String
+    private var inputShape: [Int] = []
+    private let output = Tensor(shape: [0])
+    private let gradInput = Tensor(shape: [0])
+
+    public init(_ name: String = "flatten") { self.name = name }
+
+    public func outputShape(forInput shape: [Int]) throws -> [Int] { [shape.reduce(1, *)] }
+
+    public func forward(_ input: Tensor, training: Bool) -> Tensor {
+        inputShape = input.shape
+        let n = input.batch, per = input.sampleCount
+        output.resize([n, per])
+        guard input.shape.count == 4 else {
+            output.data.update(from: input.data, count: input.count)
+            return output
+        }
+        let h = input.shape[1], w = input.shape[2], c = input.shape[3], hw = h * w
+        let x = input.data, y = output.data
+        for b in 0..<n {
+            let src = x + b * per, dst = y + b * per
+            for p in 0..<hw {
+                for ch in 0..<c { dst[ch * hw + p] = src[p * c + ch] }
+            }
+        }
+        return output
+    }
+
+    public func backward(_ gradOutput: Tensor, inputGradient: Bool) -> Tensor? {
+        guard inputGradient else { return nil }
+        gradInput.resize(inputShape)
+        guard inputShape.count == 4 else {
+            gradInput.data.update(from: gradOutput.data, count: gradOutput.count)
+            return gradInput
+        }
+        let n = inputShape[0], h = inputShape[1], w = inputShape[2], c = inputShape[3], hw = h * w, per = hw * c
+        let dy = gradOutput.data, dx = gradInput.data
+        for b in 0..<n {
+            let src = dy + b * per, dst = dx + b * per
+            for p in 0..<hw {
+                for ch in 0..<c { dst[p * c + ch] = src[ch * hw + p] }
+            }
+        }
+        return gradInput
+    }
+}

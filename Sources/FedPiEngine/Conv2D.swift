@@ -1,0 +1,234 @@
+/// 2-D convolution, stride 1, by im2col + GEMM. Input is (N, H, W, C) — NHWC — and output
+/// (N, OH, OW, OC); the weight keeps PyTorch's (OC, C, KH, KW) layout so files interchange with
+/// `torch.nn.Conv2d`, and is repacked to (OC, KH, KW, C) per pass so im2col copies whole pixels.
+///
+/// The column matrix is built for a chunk of samples at a time (at most `columnBudget` floats) and
+/// rebuilt in the backward pass instead of being kept, so memory stays small at any batch size.
+public final class Conv2D: Layer {
+    public enum Padding: Sendable { case valid, same }
+
+    public let name: String
+    public let inputChannels: Int
+    public let outputChannels: Int
+    public let kernelSize: Int
+    public let padding: Padding
+    /// Upper bound on floats in one im2col buffer; a tuning knob, not a correctness one.
+    public static let columnBudget = 1 << 21
+
+    private var store: ParameterStore!
+    private var weightOffset = 0, biasOffset = 0
+    private var input: Tensor?
+    private var geometry = Geometry(h: 0, w: 0, c: 0, oh: 0, ow: 0, k: 0, pad: 0, ks: 0)
+    private let output = Tensor(shape: [0])
+    private let gradInput = Tensor(shape: [0])
+    private let columns = Tensor(shape: [0])
+    private let gradColumns = Tensor(shape: [0])
+    private let packedWeight: Tensor
+    private let packedGradient: Tensor
+
+    public init(_ name: String, inputChannels: Int, outputChannels: Int, kernelSize: Int, padding: Padding = .valid) {
+        self.name = name
+        self.inputChannels = inputChannels
+        self.outputChannels = outputChannels
+        self.kernelSize = kernelSize
+        self.padding = padding
+        let k = inputChannels * kernelSize * kernelSize
+        packedWeight = Tensor(shape: [outputChannels, k])
+        packedGradient = Tensor(shape: [outputChannels, k])
+    }
+
+    public var parameterRequests: [ParameterRequest] {
+        let bound = 1 / Float(inputChannels * kernelSize * kernelSize).squareRoot()
+        return [
+            .init(suffix: "weight", shape: [outputChannels, inputChannels, kernelSize, kernelSize],
+                  initializer: .uniform(bound: bound)),
+            .init(suffix: "bias", shape: [outputChannels], initializer: .uniform(bound: bound)),
+        ]
+    }
+
+    public func bind(store: ParameterStore, offsets: [Int]) {
+        self.store = store
+        weightOffset = offsets[0]
+        biasOffset = offsets[1]
+    }
+
+    private var pad: Int { padding == .same ? (kernelSize - 1) / 2 : 0 }
+
+    public func outputShape(forInput shape: [Int]) throws -> [Int] {
+        guard shape.count == 3, shape[2] == inputChannels else {
+            throw ModelShapeError("\(name): expects (H, W, \(inputChannels)) input, got \(shape)")
+        }
+        let oh = shape[0] + 2 * pad - kernelSize + 1, ow = shape[1] + 2 * pad - kernelSize + 1
+        guard oh > 0, ow > 0 else {
+            throw ModelShapeError("\(name): \(kernelSize)x\(kernelSize) kernel does not fit input \(shape)")
+        }
+        return [oh, ow, outputChannels]
+    }
+
+    struct Geometry { var h, w, c, oh, ow, k, pad, ks: Int }
+
+    private func samplesPerChunk(_ g: Geometry) -> Int { max(1, Conv2D.columnBudget / max(1, g.oh * g.ow * g.k)) }
+
+    // MARK: forward
+
+    public func forward(_ input: Tensor, training: Bool) -> Tensor {
+        let s = input.shape
+        let g = Geometry(
+            h: s[1], w: s[2], c: s[3], oh: s[1] + 2 * pad - kernelSize + 1, ow: s[2] + 2 * pad - kernelSize + 1,
+            k: inputChannels * kernelSize * kernelSize, pad: pad, ks: kernelSize)
+        geometry = g
+        self.input = input
+        let n = input.batch, oc = outputChannels, pixels = g.oh * g.ow
+        output.resize([n, g.oh, g.ow, oc])
+        packWeight()
+        let bias = store.values + biasOffset
+        for p in 0..<(n * pixels) { (output.data + p * oc).update(from: bias, count: oc) }
+        let chunk = samplesPerChunk(g)
+        var n0 = 0
+        while n0 < n {
+            let n1 = min(n, n0 + chunk), rows = (n1 - n0) * pixels
+            columns.resize([rows, g.k])
+            Conv2D.im2col(input.data, samples: n0..<n1, g, into: columns.data)
+            GEMM.gemm(
+                transA: false, transB: true, m: rows, n: oc, k: g.k,
+                a: columns.data, lda: g.k, b: packedWeight.data, ldb: g.k, beta: 1,
+                c: output.data + n0 * pixels * oc, ldc: oc)
+            n0 = n1
+        }
+        return output
+    }
+
+    // MARK: backward
+
+    public func backward(_ gradOutput: Tensor, inputGradient: Bool) -> Tensor? {
+        guard let input else { preconditionFailure("\(name).backward before forward") }
+        let g = geometry, n = input.batch, oc = outputChannels, pixels = g.oh * g.ow
+        let dy = gradOutput.data
+        let gb = store.gradients + biasOffset
+        gb.update(repeating: 0, count: oc)
+        for p in 0..<(n * pixels) {
+            let row = dy + p * oc
+            for o in 0..<oc { gb[o] += row[o] }
+        }
+        if inputGradient {
+            gradInput.resize(input.shape)
+            gradInput.fill(0)
+        }
+        let chunk = samplesPerChunk(g)
+        var n0 = 0
+        while n0 < n {
+            let n1 = min(n, n0 + chunk), rows = (n1 - n0) * pixels
+            let dyChunk = dy + n0 * pixels * oc
+            columns.resize([rows, g.k])
+            Conv2D.im2col(input.data, samples: n0..<n1, g, into: columns.data)
+            GEMM.gemm(
+                transA: true, transB: false, m: oc, n: g.k, k: rows,
+                a: dyChunk, lda: oc, b: columns.data, ldb: g.k, beta: n0 == 0 ? 0 : 1,
+                c: packedGradient.data, ldc: g.k)
+            if inputGradient {
+                gradColumns.resize([rows, g.k])
+                GEMM.gemm(
+                    transA: false, transB: false, m: rows, n: g.k, k: oc,
+                    a: dyChunk, lda: oc, b: packedWeight.data, ldb: g.k, beta: 0,
+                    c: gradColumns.data, ldc: g.k)
+                Conv2D.col2imAdd(gradColumns.data, samples: n0..<n1, g, into: gradInput.data)
+            }
+            n0 = n1
+        }
+        unpackGradient()
+        return inputGradient ? gradInput : nil
+    }
+
+    // MARK: weight layout
+
+    /// (OC, C, KH, KW) → (OC, KH, KW, C)
+    private func packWeight() {
+        let w = store.values + weightOffset, p = packedWeight.data
+        let c = inputChannels, ks = kernelSize
+        for o in 0..<outputChannels {
+            for ci in 0..<c {
+                for kh in 0..<ks {
+                    for kw in 0..<ks {
+                        p[((o * ks + kh) * ks + kw) * c + ci] = w[((o * c + ci) * ks + kh) * ks + kw]
+                    }
+                }
+            }
+        }
+    }
+
+    /// (OC, KH, KW, C) → (OC, C, KH, KW), into the gradient buffer.
+    private func unpackGradient() {
+        let gw = store.gradients + weightOffset, p = packedGradient.data
+        let c = inputChannels, ks = kernelSize
+        for o in 0..<outputChannels {
+            for ci in 0..<c {
+                for kh in 0..<ks {
+                    for kw in 0..<ks {
+                        gw[((o * c + ci) * ks + kh) * ks + kw] = p[((o * ks + kh) * ks + kw) * c + ci]
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: im2col
+
+    /// Rows are output pixels (n, oh, ow) of the given samples; columns are (kh, kw, c).
+    static func im2col(_ x: UnsafePointer<Float>, samples: Range<Int>, _ g: Geometry, into cols: UnsafeMutablePointer<Float>) {
+        var row = cols
+        let run = g.ks * g.c  // one kernel row of pixels is contiguous in NHWC
+        for n in samples {
+            let image = x + n * g.h * g.w * g.c
+            for oh in 0..<g.oh {
+                for ow in 0..<g.ow {
+                    let iw0 = ow - g.pad
+                    for kh in 0..<g.ks {
+                        let dst = row + kh * run
+                        let ih = oh + kh - g.pad
+                        if ih < 0 || ih >= g.h {
+                            dst.update(repeating: 0, count: run)
+                        } else if iw0 >= 0 && iw0 + g.ks <= g.w {
+                            dst.update(from: image + (ih * g.w + iw0) * g.c, count: run)
+                        } else {
+                            for kw in 0..<g.ks {
+                                let iw = iw0 + kw
+                                if iw < 0 || iw >= g.w {
+                                    (dst + kw * g.c).update(repeating: 0, count: g.c)
+                                } else {
+                                    (dst + kw * g.c).update(from: image + (ih * g.w + iw) * g.c, count: g.c)
+                                }
+                            }
+                        }
+                    }
+                    row += g.k
+                }
+            }
+        }
+    }
+
+    /// The adjoint of `im2col`: adds every column entry back onto the pixel it was copied from.
+    static func col2imAdd(_ cols: UnsafePointer<Float>, samples: Range<Int>, _ g: Geometry, into dx: UnsafeMutablePointer<Float>) {
+        var row = cols
+        for n in samples {
+            let image = dx + n * g.h * g.w * g.c
+            for oh in 0..<g.oh {
+                for ow in 0..<g.ow {
+                    for kh in 0..<g.ks {
+                        let ih = oh + kh - g.pad
+                        if ih >= 0 && ih < g.h {
+                            for kw in 0..<g.ks {
+                                let iw = ow + kw - g.pad
+                                if iw >= 0 && iw < g.w {
+                                    let src = row + (kh * g.ks + kw) * g.c
+                                    let dst = image + (ih * g.w + iw) * g.c
+                                    for ci in 0..<g.c { dst[ci] += src[ci] }
+                                }
+                            }
+                        }
+                    }
+                    row += g.k
+                }
+            }
+        }
+    }
+}

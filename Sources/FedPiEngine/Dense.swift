@@ -1,0 +1,72 @@
+/// Fully connected layer. Input is (N, F), output (N, O); weight is (O, F) as in `torch.nn.Linear`.
+public final class Dense: Layer {
+    public let name: String
+    public let inputs: Int
+    public let outputs: Int
+    private var store: ParameterStore!
+    private var weightOffset = 0, biasOffset = 0
+    private var input: Tensor?
+    private let output = Tensor(shape: [0])
+    private let gradInput = Tensor(shape: [0])
+
+    public init(_ name: String, inputs: Int, outputs: Int) {
+        self.name = name
+        self.inputs = inputs
+        self.outputs = outputs
+    }
+
+    public var parameterRequests: [ParameterRequest] {
+        let bound = 1 / Float(inputs).squareRoot()
+        return [
+            .init(suffix: "weight", shape: [outputs, inputs], initializer: .uniform(bound: bound)),
+            .init(suffix: "bias", shape: [outputs], initializer: .uniform(bound: bound)),
+        ]
+    }
+
+    public func bind(store: ParameterStore, offsets: [Int]) {
+        self.store = store
+        weightOffset = offsets[0]
+        biasOffset = offsets[1]
+    }
+
+    public func outputShape(forInput shape: [Int]) throws -> [Int] {
+        guard shape.reduce(1, *) == inputs, shape.count == 1 else {
+            throw ModelShapeError("\(name): expects \(inputs) input features, got shape \(shape)")
+        }
+        return [outputs]
+    }
+
+    public func forward(_ input: Tensor, training: Bool) -> Tensor {
+        let n = input.batch
+        self.input = input
+        output.resize([n, outputs])
+        let w = store.values + weightOffset, b = store.values + biasOffset
+        for i in 0..<n { (output.data + i * outputs).update(from: b, count: outputs) }
+        GEMM.gemm(
+            transA: false, transB: true, m: n, n: outputs, k: inputs,
+            a: input.data, lda: inputs, b: w, ldb: inputs, beta: 1, c: output.data, ldc: outputs)
+        return output
+    }
+
+    public func backward(_ gradOutput: Tensor, inputGradient: Bool) -> Tensor? {
+        guard let input else { preconditionFailure("\(name).backward before forward") }
+        let n = input.batch
+        let gw = store.gradients + weightOffset, gb = store.gradients + biasOffset
+        let dy = gradOutput.data
+        gb.update(repeating: 0, count: outputs)
+        for i in 0..<n {
+            let row = dy + i * outputs
+            for o in 0..<outputs { gb[o] += row[o] }
+        }
+        GEMM.gemm(
+            transA: true, transB: false, m: outputs, n: inputs, k: n,
+            a: dy, lda: outputs, b: input.data, ldb: inputs, beta: 0, c: gw, ldc: inputs)
+        guard inputGradient else { return nil }
+        gradInput.resize(input.shape)
+        GEMM.gemm(
+            transA: false, transB: false, m: n, n: inputs, k: outputs,
+            a: dy, lda: outputs, b: store.values + weightOffset, ldb: inputs, beta: 0,
+            c: gradInput.data, ldc: inputs)
+        return gradInput
+    }
+}

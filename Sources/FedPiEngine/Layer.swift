@@ -1,0 +1,32 @@
+/// One step of a sequential network, with its forward and backward pass side by side.
+///
+/// A layer owns its output and input-gradient tensors and reuses them between calls. The input tensor
+/// handed to `forward` belongs to the previous layer and must not change before the matching `backward`,
+/// with one exception: `ReLU` works in place, which is safe because no layer reads its own output in
+/// `backward` (ReLU itself only reads the sign, which a following ReLU keeps).
+public protocol Layer: AnyObject {
+    /// Module name as in PyTorch (`conv1`); parameter keys are `name + "." + suffix`.
+    var name: String { get }
+    /// Parameters this layer needs, in the order `bind` receives their offsets.
+    var parameterRequests: [ParameterRequest] { get }
+    /// Gives the layer the shared store and where its parameters live in it.
+    func bind(store: ParameterStore, offsets: [Int])
+    /// Per-sample output shape for a per-sample input shape (`[H, W, C]` or `[features]`).
+    func outputShape(forInput shape: [Int]) throws -> [Int]
+    /// Computes the output for a batch. `training` switches dropout on.
+    func forward(_ input: Tensor, training: Bool) -> Tensor
+    /// Writes this layer's parameter gradients and returns the gradient for its input
+    /// (or nil when `inputGradient` is false, as for the first layer).
+    func backward(_ gradOutput: Tensor, inputGradient: Bool) -> Tensor?
+}
+
+extension Layer {
+    public var parameterRequests: [ParameterRequest] { [] }
+    public func bind(store: ParameterStore, offsets: [Int]) {}
+}
+
+/// A network description that cannot be built, with the reason.
+public struct ModelShapeError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,94 @@
+/// A sequential network with all its parameters in one `ParameterStore`.
+public final class Model: @unchecked Sendable {
+    /// Model id from the zoo (`mnist-cnn`); travels with weights so a file names its architecture.
+    public let id: String
+    /// Per-sample input shape, `[H, W, C]`.
+    public let inputShape: [Int]
+    public let classes: Int
+    public let layers: [Layer]
+    public let parameters: ParameterStore
+    /// Pixels are fed as (x/255 − mean)/std.
+    public let normalization: Normalization
+
+    public struct Normalization: Sendable, Equatable {
+        public var mean: Float
+        public var std: Float
+        public init(mean: Float, std: Float) {
+            self.mean = mean
+            self.std = std
+        }
+    }
+
+    /// Builds the network, checks that the layer shapes chain, and initialises the parameters from `seed`.
+    public init(id: String, inputShape: [Int], classes: Int, normalization: Normalization, layers: [Layer], seed: UInt64) throws {
+        self.id = id
+        self.inputShape = inputShape
+        self.classes = classes
+        self.normalization = normalization
+        self.layers = layers
+        var shape = inputShape
+        var entries: [ParameterInfo] = []
+        var offsetsPerLayer: [[Int]] = []
+        var names = Set<String>()
+        var offset = 0
+        for layer in layers {
+            shape = try layer.outputShape(forInput: shape)
+            var offsets: [Int] = []
+            for request in layer.parameterRequests {
+                let info = ParameterInfo(name: layer.name + "." + request.suffix, shape: request.shape, offset: offset)
+                guard names.insert(info.name).inserted else { throw ModelShapeError("duplicate parameter name \(info.name)") }
+                entries.append(info)
+                offsets.append(offset)
+                offset += info.count
+            }
+            offsetsPerLayer.append(offsets)
+        }
+        guard shape == [classes] else {
+            throw ModelShapeError("network ends in shape \(shape), expected [\(classes)] class scores")
+        }
+        parameters = ParameterStore(entries: entries)
+        for (layer, offsets) in zip(layers, offsetsPerLayer) { layer.bind(store: parameters, offsets: offsets) }
+        initialize(seed: seed)
+    }
+
+    public var parameterCount: Int { parameters.count }
+
+    /// Draws fresh initial values (PyTorch's default distributions) and restarts dropout masks.
+    public func initialize(seed: UInt64) {
+        var generator = SeededGenerator(seed: seed, stream: "init")
+        var requestIndex = 0
+        let requests = layers.flatMap(\.parameterRequests)
+        for entry in parameters.entries {
+            let p = parameters.values + entry.offset
+            switch requests[requestIndex].initializer {
+            case .zeros:
+                p.update(repeating: 0, count: entry.count)
+            case .uniform(let bound):
+                for i in 0..<entry.count { p[i] = (generator.nextUnitFloat() * 2 - 1) * bound }
+            }
+            requestIndex += 1
+        }
+        reseedDropout(seed)
+    }
+
+    /// Restarts every dropout layer's mask sequence from `seed`.
+    public func reseedDropout(_ seed: UInt64) {
+        for case let dropout as Dropout in layers { dropout.reseed(seed) }
+    }
+
+    /// Class scores (N, classes) for an input batch (N, H, W, C).
+    public func forward(_ input: Tensor, training: Bool) -> Tensor {
+        var x = input
+        for layer in layers { x = layer.forward(x, training: training) }
+        return x
+    }
+
+    /// Back-propagates d(loss)/d(logits) and leaves the parameter gradients in `parameters.gradients`.
+    public func backward(_ gradLogits: Tensor) {
+        var g = gradLogits
+        for (i, layer) in layers.enumerated().reversed() {
+            guard let next = layer.backward(g, inputGradient: i > 0) else { break }
+            g = next
+        }
+    }
+}

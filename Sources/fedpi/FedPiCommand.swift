@@ -1,0 +1,19 @@
+import ArgumentParser
+
+@main
+struct FedPiCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fedpi",
+        abstract: "FedPi: federated learning for fleets of small Linux boards.",
+        discussion: """
+            Train a model on MNIST-format data on this machine, or look at a data set.
+            Data sets are folders of IDX files (raw or .gz), e.g. Fashion-MNIST from the Debian package
+            dataset-fashion-mnist in /usr/share/datasets/fashion-mnist (the default).
+            """,
+        subcommands: [Train.self, DataCommand.self])
+}
+
+struct DataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data", abstract: "Inspect data sets.", subcommands: [InspectData.self])
+}

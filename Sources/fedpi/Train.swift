@@ -1,0 +1,124 @@
+import ArgumentParser
+import FedPiData
+import FedPiEngine
+
+/// Options shared by commands that read a data set.
+struct DataOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Folder of MNIST-format IDX files (raw or .gz).", valueName: "dir"))
+    var data: String = ProcessInfoLite.environment("FEDPI_DATA") ?? "/usr/share/datasets/fashion-mnist"
+}
+
+struct Train: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model on this machine and report its test accuracy.",
+        discussion: """
+            Shows a progress line (samples/s, loss, ETA) while training, then the accuracy on the test
+            split: on the selected classes and, when --classes is given, on all classes.
+            Example: fedpi train --model mnist-cnn --epochs 1 --batch-size 64 --lr 0.01 --classes 0-3
+            """)
+
+    @OptionGroup var dataOptions: DataOptions
+
+    @Option(help: ArgumentHelp("Model: \(ModelZoo.names.joined(separator: ", ")).", valueName: "name"))
+    var model: String = "mnist-cnn"
+
+    @Option(help: "Passes over the training data.")
+    var epochs: Int = 1
+
+    @Option(help: "Samples per training step.")
+    var batchSize: Int = 64
+
+    @Option(help: "Learning rate.")
+    var lr: Float = 0.01
+
+    @Option(help: "Optimizer: sgd (with --momentum) or adam.")
+    var optimizer: String = "sgd"
+
+    @Option(help: "SGD momentum.")
+    var momentum: Float = 0.9
+
+    @Option(help: "L2 weight decay.")
+    var weightDecay: Float = 0
+
+    @Option(help: ArgumentHelp("Train only on these classes, e.g. 0-3 or 1,3,5 (one worker's share).", valueName: "classes"))
+    var classes: String?
+
+    @Option(help: ArgumentHelp("Use at most this many training samples (a seeded random subset).", valueName: "n"))
+    var limit: Int?
+
+    @Option(help: ArgumentHelp("Evaluate on at most this many test samples.", valueName: "n"))
+    var testLimit: Int?
+
+    @Option(help: "Samples per evaluation batch.")
+    var evalBatchSize: Int = 1000
+
+    @Option(help: "Seed for initialisation, shuffling and dropout; the same seed repeats a run exactly.")
+    var seed: UInt64 = 1
+
+    @Option(help: ArgumentHelp("Threads for matrix multiplication (default: all cores).", valueName: "n"))
+    var threads: Int?
+
+    func validate() throws {
+        guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        guard evalBatchSize >= 1 else { throw ValidationError("--eval-batch-size must be at least 1") }
+        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
+        guard ["sgd", "adam"].contains(optimizer) else { throw ValidationError("--optimizer must be sgd or adam") }
+        guard ModelZoo.names.contains(model) else { throw ValidationError(ModelZoo.UnknownModel(name: model).description) }
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        if let testLimit, testLimit < 1 { throw ValidationError("--test-limit must be at least 1") }
+    }
+
+    func run() async throws {
+        if let threads { GEMM.threads = threads }
+        let directory = MNISTDirectory(dataOptions.data)
+        let train = try directory.load(.train)
+        let test = try directory.load(.test)
+        let selected = try classes.map { Set(try Partition.parseClasses($0)) }
+
+        var indices = selected.map { train.indices(ofClasses: $0) } ?? Array(0..<train.count)
+        if let limit, limit < indices.count {
+            var g = SeededGenerator(seed: seed, stream: "limit")
+            Trainer.shuffle(&indices, using: &g)
+            indices = Array(indices.prefix(limit)).sorted()
+        }
+        guard !indices.isEmpty else { throw ValidationError("no training samples of classes \(classes ?? "")") }
+
+        let net = try ModelZoo.make(model, seed: seed)
+        let choice: OptimizerChoice = optimizer == "adam" ? .adam : .sgd(momentum: momentum)
+        let trainer = Trainer(
+            model: net,
+            options: TrainingOptions(epochs: epochs, batchSize: batchSize, learningRate: lr, optimizer: choice,
+                                     weightDecay: weightDecay, seed: seed))
+        print("model \(model): \(net.parameterCount) parameters; training on \(indices.count) of \(train.count) samples"
+              + (classes.map { " (classes \($0))" } ?? "") + ", \(epochs) epoch(s), batch \(batchSize), \(optimizer) lr \(lr), "
+              + "\(GEMM.threads) thread(s)")
+
+        var line = ProgressLine()
+        let summaries = try trainer.train(on: train, indices: indices) { p in
+            let text = "epoch \(p.epoch)/\(p.epochs)  \(p.epochSamples)/\(p.epochTotal)  "
+                + "\(Format.fixed(p.samplesPerSecond, 0)) samples/s  loss \(Format.fixed(p.loss, 4))  "
+                + "acc \(Format.percent(p.accuracy))  ETA \(Format.duration(p.etaSeconds))"
+            line.show(text, at: p.elapsedSeconds, force: p.epochSamples == p.epochTotal)
+        }
+        line.finish()
+        for s in summaries {
+            print("epoch \(s.epoch): loss \(Format.fixed(s.loss, 4)), train accuracy \(Format.percent(s.accuracy)), "
+                  + "\(Format.fixed(s.seconds, 1)) s, \(Format.fixed(s.samplesPerSecond, 0)) samples/s")
+        }
+
+        var testIndices = selected.map { test.indices(ofClasses: $0) } ?? Array(0..<test.count)
+        if let testLimit { testIndices = Array(testIndices.prefix(testLimit)) }
+        let result = try Trainer.evaluate(net, on: test, indices: testIndices, batchSize: evalBatchSize)
+        print("test accuracy\(classes.map { " (classes \($0))" } ?? ""): \(Format.percent(result.accuracy)) "
+              + "on \(result.count) samples, loss \(Format.fixed(result.loss, 4)), "
+              + "\(Format.fixed(result.samplesPerSecond, 0)) samples/s")
+        if selected != nil {
+            var all = Array(0..<test.count)
+            if let testLimit { all = Array(all.prefix(testLimit)) }
+            let overall = try Trainer.evaluate(net, on: test, indices: all, batchSize: evalBatchSize)
+            print("test accuracy (all classes): \(Format.percent(overall.accuracy)) on \(overall.count) samples")
+        }
+        print("peak memory: \(Format.mebibytes(ProcessInfoLite.peakResidentBytes))")
+    }
+}
