@@ -31,7 +31,7 @@ let package = Package(
                 "FedPiEngine", "FedPiData",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .target(name: "FedPiTesting", dependencies: ["FedPiData"], path: "Tests/FedPiTesting"),
+        .target(name: "FedPiTesting", dependencies: ["FedPiData", "CZlib"], path: "Tests/FedPiTesting"),
         .testTarget(name: "FedPiEngineTests", dependencies: ["FedPiEngine", "FedPiData", "FedPiTesting"]),
         .testTarget(name: "FedPiDataTests", dependencies: ["FedPiData", "FedPiTesting"]),
     ]

@@ -25,14 +25,14 @@ public final class ReLU: Layer {
 }
 
 /// Inverted dropout: in training each element is zeroed with probability `rate` and the rest scaled
-/// by 1/(1-rate); in evaluation it passes the input through. The mask comes from a seeded generator.
+/// by 1/(1-rate); in evaluation it passes the input through. The mask comes from a seeded generator
+/// and is not stored: backward replays the generator from the state forward started with.
 public final class Dropout: Layer {
     public let name: String
     public let rate: Float
     private var generator: SeededGenerator
-    private var mask = Tensor(shape: [0])
+    private var maskStart: SeededGenerator
     private let output = Tensor(shape: [0])
-    private let gradInput = Tensor(shape: [0])
     private var wasTraining = false
 
     public init(_ name: String = "dropout", rate: Float, seed: UInt64 = 0) {
@@ -40,6 +40,7 @@ public final class Dropout: Layer {
         self.name = name
         self.rate = rate
         self.generator = SeededGenerator(seed: seed, stream: "dropout." + name)
+        self.maskStart = generator
     }
 
     /// Restarts the mask sequence (the model does this from its seed).
@@ -51,24 +52,23 @@ public final class Dropout: Layer {
         wasTraining = training && rate > 0
         guard wasTraining else { return input }
         output.resize(input.shape)
-        mask.resize(input.shape)
-        let keep = 1 - rate, scale = 1 / keep
-        let x = input.data, y = output.data, m = mask.data
-        for i in 0..<input.count {
-            let v: Float = generator.nextUnitFloat() < keep ? scale : 0
-            m[i] = v
-            y[i] = x[i] * v
-        }
+        maskStart = generator
+        applyMask(from: input.data, to: output.data, count: input.count, using: &generator)
         return output
     }
 
+    /// Backward multiplies the incoming gradient by the same mask, in place.
     public func backward(_ gradOutput: Tensor, inputGradient: Bool) -> Tensor? {
         guard inputGradient else { return nil }
         guard wasTraining else { return gradOutput }
-        gradInput.resize(gradOutput.shape)
-        let m = mask.data, dy = gradOutput.data, dx = gradInput.data
-        for i in 0..<gradOutput.count { dx[i] = dy[i] * m[i] }
-        return gradInput
+        var replay = maskStart
+        applyMask(from: gradOutput.data, to: gradOutput.data, count: gradOutput.count, using: &replay)
+        return gradOutput
+    }
+
+    private func applyMask(from x: UnsafeMutablePointer<Float>, to y: UnsafeMutablePointer<Float>, count: Int, using g: inout SeededGenerator) {
+        let keep = 1 - rate, scale = 1 / keep
+        for i in 0..<count { y[i] = g.nextUnitFloat() < keep ? x[i] * scale : 0 }
     }
 }
 

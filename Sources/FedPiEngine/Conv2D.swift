@@ -12,8 +12,8 @@ public final class Conv2D: Layer {
     public let outputChannels: Int
     public let kernelSize: Int
     public let padding: Padding
-    /// Upper bound on floats in one im2col buffer; a tuning knob, not a correctness one.
-    public static let columnBudget = 1 << 21
+    /// Upper bound on floats in the im2col buffer (2 MiB); a memory/speed knob, not a correctness one.
+    public static let columnBudget = 1 << 19
 
     private var store: ParameterStore!
     private var weightOffset = 0, biasOffset = 0
@@ -21,8 +21,8 @@ public final class Conv2D: Layer {
     private var geometry = Geometry(h: 0, w: 0, c: 0, oh: 0, ow: 0, k: 0, pad: 0, ks: 0)
     private let output = Tensor(shape: [0])
     private let gradInput = Tensor(shape: [0])
+    /// im2col of the current chunk; in backward it is reused for the column gradient once dW has it.
     private let columns = Tensor(shape: [0])
-    private let gradColumns = Tensor(shape: [0])
     private let packedWeight: Tensor
     private let packedGradient: Tensor
 
@@ -126,12 +126,11 @@ public final class Conv2D: Layer {
                 a: dyChunk, lda: oc, b: columns.data, ldb: g.k, beta: n0 == 0 ? 0 : 1,
                 c: packedGradient.data, ldc: g.k)
             if inputGradient {
-                gradColumns.resize([rows, g.k])
                 GEMM.gemm(
                     transA: false, transB: false, m: rows, n: g.k, k: oc,
                     a: dyChunk, lda: oc, b: packedWeight.data, ldb: g.k, beta: 0,
-                    c: gradColumns.data, ldc: g.k)
-                Conv2D.col2imAdd(gradColumns.data, samples: n0..<n1, g, into: gradInput.data)
+                    c: columns.data, ldc: g.k)
+                Conv2D.col2imAdd(columns.data, samples: n0..<n1, g, into: gradInput.data)
             }
             n0 = n1
         }

@@ -76,10 +76,17 @@ public final class Model: @unchecked Sendable {
         for case let dropout as Dropout in layers { dropout.reseed(seed) }
     }
 
+    /// When set, forward and backward add each layer's time to it (`fedpi train --profile`).
+    public var profile: LayerProfile?
+
     /// Class scores (N, classes) for an input batch (N, H, W, C).
     public func forward(_ input: Tensor, training: Bool) -> Tensor {
         var x = input
-        for layer in layers { x = layer.forward(x, training: training) }
+        for (i, layer) in layers.enumerated() {
+            let start = profile == nil ? nil : ContinuousClock.now
+            x = layer.forward(x, training: training)
+            if let start { profile?.forward[i] += ContinuousClock.now - start }
+        }
         return x
     }
 
@@ -87,8 +94,24 @@ public final class Model: @unchecked Sendable {
     public func backward(_ gradLogits: Tensor) {
         var g = gradLogits
         for (i, layer) in layers.enumerated().reversed() {
-            guard let next = layer.backward(g, inputGradient: i > 0) else { break }
+            let start = profile == nil ? nil : ContinuousClock.now
+            let next = layer.backward(g, inputGradient: i > 0)
+            if let start { profile?.backward[i] += ContinuousClock.now - start }
+            guard let next else { break }
             g = next
         }
+    }
+}
+
+/// Time spent in each layer, summed over calls.
+public struct LayerProfile: Sendable {
+    public var names: [String]
+    public var forward: [Duration]
+    public var backward: [Duration]
+
+    public init(layers: [Layer]) {
+        names = layers.map(\.name)
+        forward = Array(repeating: .zero, count: layers.count)
+        backward = Array(repeating: .zero, count: layers.count)
     }
 }

@@ -147,7 +147,7 @@ public final class Trainer {
     /// Loss and accuracy of `model` on `indices` of `data`. The forward pass runs on micro-batches of at
     /// most `microBatch` samples, which bounds memory whatever `batchSize` the caller groups by.
     public static func evaluate(_ model: Model, on data: BatchProvider, indices: [Int]? = nil, batchSize: Int = 1000,
-                                microBatch: Int = 128) throws -> EvaluationResult {
+                                microBatch: Int = 64) throws -> EvaluationResult {
         let order = indices ?? Array(0..<data.count)
         try check(data, order, model)
         let clock = ContinuousClock()

@@ -58,6 +58,9 @@ struct Train: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Threads for matrix multiplication (default: all cores).", valueName: "n"))
     var threads: Int?
 
+    @Flag(help: "Print the time spent in each layer's forward and backward pass.")
+    var profile = false
+
     func validate() throws {
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
@@ -94,6 +97,7 @@ struct Train: AsyncParsableCommand {
               + (classes.map { " (classes \($0))" } ?? "") + ", \(epochs) epoch(s), batch \(batchSize), \(optimizer) lr \(lr), "
               + "\(GEMM.threads) thread(s)")
 
+        if profile { net.profile = LayerProfile(layers: net.layers) }
         var line = ProgressLine()
         let summaries = try trainer.train(on: train, indices: indices) { p in
             let text = "epoch \(p.epoch)/\(p.epochs)  \(p.epochSamples)/\(p.epochTotal)  "
@@ -105,6 +109,15 @@ struct Train: AsyncParsableCommand {
         for s in summaries {
             print("epoch \(s.epoch): loss \(Format.fixed(s.loss, 4)), train accuracy \(Format.percent(s.accuracy)), "
                   + "\(Format.fixed(s.seconds, 1)) s, \(Format.fixed(s.samplesPerSecond, 0)) samples/s")
+        }
+
+        if let p = net.profile {
+            func ms(_ d: Duration) -> String { Format.padLeft(Format.fixed(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) * 1e-15, 0), 8) }
+            print("layer            forward ms  backward ms")
+            for i in p.names.indices {
+                print(Format.padRight(p.names[i], 12) + ms(p.forward[i]) + "     " + ms(p.backward[i]))
+            }
+            net.profile = nil
         }
 
         var testIndices = selected.map { test.indices(ofClasses: $0) } ?? Array(0..<test.count)

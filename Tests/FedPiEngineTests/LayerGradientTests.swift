@@ -1,0 +1,115 @@
+import XCTest
+
+@testable import FedPiEngine
+
+final class LayerGradientTests: XCTestCase {
+    /// Random values in ±[0.1, 1]: away from ReLU's kink by much more than the step.
+    func awayFromZero(_ n: Int, seed: UInt64) -> [Float] {
+        var g = SeededGenerator(seed: seed)
+        return (0..<n).map { _ in
+            let v = 0.1 + 0.9 * g.nextUnitFloat()
+            return g.next() & 1 == 0 ? v : -v
+        }
+    }
+
+    func testDense() {
+        GradientCheck().check(Dense("fc", inputs: 7, outputs: 5), inputShape: [3, 7]) { awayFromZero(21, seed: 1) }
+    }
+
+    func testConv2DValid() {
+        GradientCheck().check(Conv2D("conv", inputChannels: 3, outputChannels: 4, kernelSize: 3), inputShape: [2, 6, 5, 3]) {
+            awayFromZero(2 * 6 * 5 * 3, seed: 2)
+        }
+    }
+
+    func testConv2DSamePadding() {
+        GradientCheck().check(Conv2D("conv", inputChannels: 2, outputChannels: 3, kernelSize: 3, padding: .same),
+                              inputShape: [2, 5, 4, 2]) { awayFromZero(2 * 5 * 4 * 2, seed: 3) }
+        GradientCheck().check(Conv2D("conv5", inputChannels: 1, outputChannels: 2, kernelSize: 5, padding: .same),
+                              inputShape: [1, 6, 6, 1]) { awayFromZero(36, seed: 4) }
+    }
+
+    func testMaxPool() {
+        // distinct values 0.05 apart in a shuffled order: no ties, no argmax change within ±step
+        var g = SeededGenerator(seed: 5)
+        var values: [Float] = (0..<144).map { i in Float(i) * 0.05 - 3 }
+        for i in stride(from: values.count - 1, to: 0, by: -1) { values.swapAt(i, Int(g.next() % UInt64(i + 1))) }
+        GradientCheck(step: 1e-3).check(MaxPool2D("pool", size: 2), inputShape: [2, 4, 6, 3]) { values }
+        // odd sizes: the last row/column is dropped (floor mode) and gets zero gradient
+        GradientCheck(step: 1e-3).check(MaxPool2D("pool", size: 2), inputShape: [1, 5, 5, 1]) { Array(values.prefix(25)) }
+    }
+
+    func testReLU() {
+        GradientCheck(step: 1e-3).check(ReLU(), inputShape: [4, 10]) { awayFromZero(40, seed: 6) }
+    }
+
+    func testDropout() {
+        let layer = Dropout("drop", rate: 0.4, seed: 1)
+        // the same mask for every evaluation of f
+        GradientCheck().check(layer, inputShape: [3, 20], makeInput: { awayFromZero(60, seed: 7) }, before: { layer.reseed(99) })
+    }
+
+    func testFlatten() {
+        GradientCheck().check(Flatten(), inputShape: [2, 3, 4, 5]) { awayFromZero(120, seed: 8) }
+    }
+
+    func testSoftmaxCrossEntropy() {
+        var g = SeededGenerator(seed: 9)
+        let n = 4, c = 6
+        let logits = (0..<(n * c)).map { _ in g.nextUnitFloat() * 4 - 2 }
+        let labels: [Int32] = [0, 5, 2, 2]
+        func loss(_ l: [Float]) -> Double {
+            labels.withUnsafeBufferPointer { SoftmaxCrossEntropy.evaluate(logits: Tensor(shape: [n, c], values: l), labels: $0).lossSum / Double(n) }
+        }
+        let grad = Tensor(shape: [0])
+        _ = labels.withUnsafeBufferPointer { SoftmaxCrossEntropy.evaluate(logits: Tensor(shape: [n, c], values: logits), labels: $0, gradient: grad) }
+        let h: Float = 1e-2
+        for i in 0..<(n * c) {
+            var p = logits, m = logits
+            p[i] += h; m[i] -= h
+            let numeric = Float((loss(p) - loss(m)) / Double(2 * h))
+            XCTAssertEqual(grad.data[i], numeric, accuracy: 1e-3, "d/dlogit[\(i)]")
+        }
+        // hand-worked value: two equal logits, label 0 → loss ln 2, accuracy 1 (first max wins)
+        let r = [Int32(0)].withUnsafeBufferPointer { SoftmaxCrossEntropy.evaluate(logits: Tensor(shape: [1, 2], values: [3, 3]), labels: $0) }
+        XCTAssertEqual(r.lossSum, 0.693147, accuracy: 1e-5)
+        XCTAssertEqual(r.correct, 1)
+    }
+
+    /// A whole small network, gradient of the real loss with respect to every parameter tensor.
+    func testWholeNetworkThroughLoss() throws {
+        let model = try Model(
+            id: "tiny", inputShape: [6, 6, 1], classes: 3, normalization: .init(mean: 0, std: 1),
+            layers: [
+                Conv2D("conv1", inputChannels: 1, outputChannels: 2, kernelSize: 3, padding: .same),
+                ReLU(), MaxPool2D(), Conv2D("conv2", inputChannels: 2, outputChannels: 3, kernelSize: 2),
+                Flatten(), Dense("fc", inputs: 12, outputs: 3),
+            ], seed: 4)
+        var g = SeededGenerator(seed: 10)
+        let x = (0..<(2 * 36)).map { _ in g.nextUnitFloat() * 2 - 1 }
+        let labels: [Int32] = [2, 0]
+        func loss() -> Double {
+            let logits = model.forward(Tensor(shape: [2, 6, 6, 1], values: x), training: true)
+            return labels.withUnsafeBufferPointer { SoftmaxCrossEntropy.evaluate(logits: logits, labels: $0).lossSum / 2 }
+        }
+        let grad = Tensor(shape: [0])
+        let logits = model.forward(Tensor(shape: [2, 6, 6, 1], values: x), training: true)
+        _ = labels.withUnsafeBufferPointer { SoftmaxCrossEntropy.evaluate(logits: logits, labels: $0, gradient: grad) }
+        model.backward(grad)
+        let analytic = Array(UnsafeBufferPointer(start: model.parameters.gradients, count: model.parameterCount))
+        let p = model.parameters.values, h: Float = 1e-3
+        var checked = 0
+        for i in 0..<model.parameterCount {
+            let saved = p[i]
+            p[i] = saved + h
+            let plus = loss()
+            p[i] = saved - h
+            let minus = loss()
+            p[i] = saved
+            let numeric = Float((plus - minus) / Double(2 * h))
+            XCTAssertEqual(analytic[i], numeric, accuracy: 2e-3 * max(1, abs(numeric)), "parameter \(i)")
+            checked += 1
+        }
+        XCTAssertEqual(checked, 2 * 9 + 2 + 3 * 2 * 4 + 3 + 12 * 3 + 3)
+    }
+}

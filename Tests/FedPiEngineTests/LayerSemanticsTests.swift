@@ -1,0 +1,103 @@
+import XCTest
+
+@testable import FedPiEngine
+
+/// Forward passes against the PyTorch definitions, written out as plain loops.
+final class LayerSemanticsTests: XCTestCase {
+    func bound(_ layer: Layer, seed: UInt64) -> ParameterStore {
+        var entries: [ParameterInfo] = [], offsets: [Int] = [], offset = 0
+        for r in layer.parameterRequests {
+            entries.append(ParameterInfo(name: layer.name + "." + r.suffix, shape: r.shape, offset: offset))
+            offsets.append(offset)
+            offset += r.shape.reduce(1, *)
+        }
+        let store = ParameterStore(entries: entries)
+        layer.bind(store: store, offsets: offsets)
+        var g = SeededGenerator(seed: seed)
+        for i in 0..<store.count { store.values[i] = g.nextUnitFloat() * 2 - 1 }
+        return store
+    }
+
+    /// torch.nn.functional.conv2d with weight (OC, C, KH, KW), evaluated on an NHWC input.
+    func testConv2DMatchesDirectConvolution() {
+        for (padding, pad) in [(Conv2D.Padding.valid, 0), (.same, 1)] {
+            let n = 2, h = 7, w = 6, c = 3, oc = 5, ks = 3
+            let conv = Conv2D("conv", inputChannels: c, outputChannels: oc, kernelSize: ks, padding: padding)
+            let store = bound(conv, seed: 1)
+            var g = SeededGenerator(seed: 2)
+            let x = (0..<(n * h * w * c)).map { _ in g.nextUnitFloat() * 2 - 1 }
+            let y = conv.forward(Tensor(shape: [n, h, w, c], values: x), training: false)
+            let oh = h + 2 * pad - ks + 1, ow = w + 2 * pad - ks + 1
+            XCTAssertEqual(y.shape, [n, oh, ow, oc])
+            let weight = store.values(of: "conv.weight")!, bias = store.values(of: "conv.bias")!
+            for b in 0..<n {
+                for i in 0..<oh {
+                    for j in 0..<ow {
+                        for o in 0..<oc {
+                            var s = Double(bias[o])
+                            for ci in 0..<c {
+                                for kh in 0..<ks {
+                                    for kw in 0..<ks {
+                                        let ih = i + kh - pad, iw = j + kw - pad
+                                        guard ih >= 0, ih < h, iw >= 0, iw < w else { continue }
+                                        s += Double(weight[((o * c + ci) * ks + kh) * ks + kw]) * Double(x[((b * h + ih) * w + iw) * c + ci])
+                                    }
+                                }
+                            }
+                            XCTAssertEqual(y.data[((b * oh + i) * ow + j) * oc + o], Float(s), accuracy: 1e-4)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Chunked im2col (batch larger than one chunk) gives the same result as one sample at a time.
+    func testConv2DChunkingDoesNotChangeResults() {
+        let conv = Conv2D("conv", inputChannels: 32, outputChannels: 8, kernelSize: 3)
+        _ = bound(conv, seed: 3)
+        let n = 12, h = 24, w = 24, c = 32  // 22*22*288*12 floats > columnBudget: several chunks
+        XCTAssertGreaterThan(22 * 22 * 288 * n, Conv2D.columnBudget)
+        var g = SeededGenerator(seed: 4)
+        let x = (0..<(n * h * w * c)).map { _ in g.nextUnitFloat() - 0.5 }
+        let whole = conv.forward(Tensor(shape: [n, h, w, c], values: x), training: false).array
+        let per = h * w * c, outPer = 22 * 22 * 8
+        for b in [0, 5, 11] {
+            let single = conv.forward(Tensor(shape: [1, h, w, c], values: Array(x[(b * per)..<((b + 1) * per)])), training: false).array
+            for i in 0..<outPer { XCTAssertEqual(whole[b * outPer + i], single[i], accuracy: 1e-5) }
+        }
+    }
+
+    func testFlattenUsesPyTorchChannelMajorOrder() {
+        // NHWC value encodes (h, w, c); the flat vector must be ordered c, h, w
+        let h = 2, w = 3, c = 4
+        var x: [Float] = []
+        for i in 0..<h { for j in 0..<w { for k in 0..<c { x.append(Float(k * 100 + i * 10 + j)) } } }
+        let y = Flatten().forward(Tensor(shape: [1, h, w, c], values: x), training: false)
+        var expected: [Float] = []
+        for k in 0..<c { for i in 0..<h { for j in 0..<w { expected.append(Float(k * 100 + i * 10 + j)) } } }
+        XCTAssertEqual(y.array, expected)
+    }
+
+    func testMaxPoolValuesAndFirstMaximumWins() {
+        let pool = MaxPool2D()
+        // one 4x4 channel: windows [1 2;5 6] [3 4;7 8] [9 9;9 9] [0 -1;-2 -3]
+        let x: [Float] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 0, -1, 9, 9, -2, -3]
+        let y = pool.forward(Tensor(shape: [1, 4, 4, 1], values: x), training: false)
+        XCTAssertEqual(y.array, [6, 8, 9, 0])
+        let dx = pool.backward(Tensor(shape: [1, 2, 2, 1], values: [1, 2, 3, 4]), inputGradient: true)!.array
+        XCTAssertEqual(dx, [0, 0, 0, 0, 0, 1, 0, 2, 3, 0, 4, 0, 0, 0, 0, 0])
+    }
+
+    func testDropoutKeepsExpectationAndIsIdentityInEvaluation() {
+        let d = Dropout("d", rate: 0.25, seed: 1)
+        let x = [Float](repeating: 1, count: 100_000)
+        let y = d.forward(Tensor(shape: [1, x.count], values: x), training: true).array
+        let zeros = y.filter { $0 == 0 }.count
+        XCTAssertEqual(Double(zeros) / Double(x.count), 0.25, accuracy: 0.01)
+        XCTAssertEqual(y.reduce(0, +) / Float(x.count), 1, accuracy: 0.02)
+        XCTAssertTrue(y.allSatisfy { $0 == 0 || abs($0 - 4.0 / 3.0) < 1e-6 })
+        let e = d.forward(Tensor(shape: [1, 4], values: [1, 2, 3, 4]), training: false).array
+        XCTAssertEqual(e, [1, 2, 3, 4])
+    }
+}

@@ -1,0 +1,67 @@
+import FedPiData
+import FedPiTesting
+import XCTest
+
+@testable import FedPiEngine
+
+final class TrainingTests: XCTestCase {
+    func synthetic(_ n: Int, seed: UInt64) throws -> LabeledImages {
+        let s = IDXFixtures.syntheticImages(count: n, seed: seed)
+        return try LabeledImages(height: 28, width: 28, pixels: s.pixels, labels: s.labels)
+    }
+
+    func testMLPLearnsSyntheticDataAndLossFalls() throws {
+        let train = try synthetic(1000, seed: 1), test = try synthetic(300, seed: 2)
+        let model = try ModelZoo.make("mnist-mlp", seed: 3)
+        let before = try Trainer.evaluate(model, on: test)
+        let summaries = try Trainer(model: model, options: .init(epochs: 3, batchSize: 32, learningRate: 0.01, optimizer: .sgd(momentum: 0.9)))
+            .train(on: train)
+        let after = try Trainer.evaluate(model, on: test)
+        XCTAssertLessThan(before.accuracy, 0.3)
+        XCTAssertGreaterThan(after.accuracy, 0.95)
+        XCTAssertLessThan(summaries.last!.loss, summaries.first!.loss)
+        XCTAssertLessThan(after.loss, before.loss / 4)
+    }
+
+    func testTrainingIsDeterministicForASeed() throws {
+        let data = try synthetic(200, seed: 4)
+        func run(_ seed: UInt64) throws -> [Float] {
+            let model = try ModelZoo.make("mnist-cnn", seed: 1)
+            try Trainer(model: model, options: .init(epochs: 1, batchSize: 50, learningRate: 0.01, optimizer: .adam, seed: seed)).train(on: data)
+            return model.parameters.flatValues
+        }
+        let a = try run(1)
+        XCTAssertEqual(a, try run(1))
+        XCTAssertNotEqual(a, try run(2))  // other shuffling and dropout
+    }
+
+    func testProgressIsReportedPerBatch() throws {
+        let data = try synthetic(100, seed: 5)
+        var seen: [Int] = []
+        try Trainer(model: try ModelZoo.make("mnist-mlp"), options: .init(epochs: 2, batchSize: 30)).train(on: data) { p in
+            seen.append(p.runSamples)
+            XCTAssertEqual(p.runTotal, 200)
+        }
+        XCTAssertEqual(seen, [30, 60, 90, 100, 130, 160, 190, 200])
+    }
+
+    func testRejectsLabelsTheModelCannotPredict() throws {
+        let data = try LabeledImages(height: 28, width: 28, pixels: [UInt8](repeating: 0, count: 784 * 2), labels: [3, 12])
+        XCTAssertThrowsError(try Trainer(model: try ModelZoo.make("mnist-mlp"), options: .init()).train(on: data)) { error in
+            XCTAssertTrue(String(describing: error).contains("label 12"), "\(error)")
+        }
+    }
+
+    /// Real learning on a small Fashion-MNIST subset (from the Debian package the test command installs):
+    /// the CNN, 3,000 samples, one epoch, must pass 70% on 1,000 test images (chance is 10%).
+    func testCNNLearnsFashionMNISTSubset() throws {
+        let dir = MNISTDirectory(IDXFixtures.fashionMNIST)
+        let train = try dir.load(.train), test = try dir.load(.test)
+        let model = try ModelZoo.make("mnist-cnn", seed: 1)
+        try Trainer(model: model, options: .init(epochs: 1, batchSize: 32, learningRate: 0.01, optimizer: .sgd(momentum: 0.9)))
+            .train(on: train, indices: Array(0..<3000))
+        let result = try Trainer.evaluate(model, on: test, indices: Array(0..<1000))
+        print("fashion-mnist subset: test accuracy \(result.accuracy)")
+        XCTAssertGreaterThan(result.accuracy, 0.70)
+    }
+}

@@ -1,0 +1,91 @@
+import CZlib
+import FedPiData
+import FedPiEngine
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Small IDX files and data sets made on the fly, so tests never need a download.
+public enum IDXFixtures {
+    /// A fresh empty directory under the system temp dir.
+    public static func temporaryDirectory(_ label: String = "fedpi-test") -> String {
+        var template = Array("/tmp/\(label)-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(made != nil, "mkdtemp failed")
+        return String(cString: template.withUnsafeBufferPointer { $0.baseAddress! })
+    }
+
+    /// The bytes of an unsigned-byte IDX file with the given dimensions and data.
+    public static func idxBytes(dimensions: [Int], data: [UInt8], type: UInt8 = 0x08) -> [UInt8] {
+        var out: [UInt8] = [0, 0, type, UInt8(dimensions.count)]
+        for d in dimensions { out += [UInt8(d >> 24 & 0xFF), UInt8(d >> 16 & 0xFF), UInt8(d >> 8 & 0xFF), UInt8(d & 0xFF)] }
+        return out + data
+    }
+
+    /// Writes `bytes` to `path`, gzip-compressed when `gzip` is true.
+    public static func write(_ bytes: [UInt8], to path: String, gzip: Bool = false) {
+        if gzip {
+            let f = gzopen(path, "wb")!
+            _ = bytes.withUnsafeBytes { gzwrite(f, $0.baseAddress, UInt32($0.count)) }
+            gzclose(f)
+        } else {
+            let f = fopen(path, "wb")!
+            _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+            fclose(f)
+        }
+    }
+
+    public static func read(_ path: String) -> [UInt8] {
+        let f = fopen(path, "rb")!
+        defer { fclose(f) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { fread($0.baseAddress, 1, 65536, f) }
+            if n == 0 { break }
+            out += buf[0..<n]
+        }
+        return out
+    }
+
+    /// A learnable synthetic image set: class c lights up a c-dependent bar, plus seeded noise.
+    public static func syntheticImages(count: Int, classes: Int = 10, side: Int = 28, seed: UInt64 = 7) -> (pixels: [UInt8], labels: [UInt8]) {
+        var g = SeededGenerator(seed: seed)
+        var pixels = [UInt8](repeating: 0, count: count * side * side)
+        var labels = [UInt8](repeating: 0, count: count)
+        for i in 0..<count {
+            let c = Int(g.next() % UInt64(classes))
+            labels[i] = UInt8(c)
+            let row = 2 + c * (side - 4) / max(classes, 1)
+            for y in 0..<side {
+                for x in 0..<side {
+                    var v = Int(g.next() % 60)
+                    if abs(y - row) <= 1 && x > 3 && x < side - 3 { v += 160 }
+                    pixels[(i * side + y) * side + x] = UInt8(min(v, 255))
+                }
+            }
+        }
+        return (pixels, labels)
+    }
+
+    /// Writes a complete MNIST-style folder (train and t10k, images and labels) of synthetic data.
+    public static func syntheticDirectory(train: Int, test: Int, gzip: Bool, dotted: Bool = false) -> String {
+        let dir = temporaryDirectory("fedpi-mnist")
+        for (stem, n, seed) in [("train", train, UInt64(1)), ("t10k", test, UInt64(2))] {
+            let set = syntheticImages(count: n, seed: seed)
+            let sep = dotted ? "." : "-"
+            let suffix = gzip ? ".gz" : ""
+            write(idxBytes(dimensions: [n, 28, 28], data: set.pixels), to: "\(dir)/\(stem)-images\(sep)idx3-ubyte\(suffix)", gzip: gzip)
+            write(idxBytes(dimensions: [n], data: set.labels), to: "\(dir)/\(stem)-labels\(sep)idx1-ubyte\(suffix)", gzip: gzip)
+        }
+        return dir
+    }
+
+    /// Where the Debian package dataset-fashion-mnist puts Fashion-MNIST.
+    public static let fashionMNIST = "/usr/share/datasets/fashion-mnist"
+}
