@@ -7,6 +7,8 @@ public final class ReLU: Layer {
 
     public init(_ name: String = "relu") { self.name = name }
 
+    public func replica() -> Layer { ReLU(name) }
+
     public func outputShape(forInput shape: [Int]) throws -> [Int] { shape }
 
     public func forward(_ input: Tensor, training: Bool) -> Tensor {
@@ -19,7 +21,7 @@ public final class ReLU: Layer {
     public func backward(_ gradOutput: Tensor, inputGradient: Bool) -> Tensor? {
         guard inputGradient, let output else { return nil }
         let y = output.data, dy = gradOutput.data
-        for i in 0..<gradOutput.count where !(y[i] > 0) { dy[i] = 0 }
+        for i in 0..<gradOutput.count { dy[i] = y[i] > 0 ? dy[i] : 0 }
         return gradOutput
     }
 }
@@ -42,6 +44,8 @@ public final class Dropout: Layer {
         self.generator = SeededGenerator(seed: seed, stream: "dropout." + name)
         self.maskStart = generator
     }
+
+    public func replica() -> Layer { Dropout(name, rate: rate) }
 
     /// Restarts the mask sequence (the model does this from its seed).
     public func reseed(_ seed: UInt64) { generator = SeededGenerator(seed: seed, stream: "dropout." + name) }
@@ -66,9 +70,19 @@ public final class Dropout: Layer {
         return gradOutput
     }
 
+    /// Keeps an element when a 16-bit uniform draw is below keep·65536; four draws per 64-bit number.
     private func applyMask(from x: UnsafeMutablePointer<Float>, to y: UnsafeMutablePointer<Float>, count: Int, using g: inout SeededGenerator) {
         let keep = 1 - rate, scale = 1 / keep
-        for i in 0..<count { y[i] = g.nextUnitFloat() < keep ? x[i] * scale : 0 }
+        let threshold = UInt64((Double(keep) * 65536).rounded())
+        var i = 0
+        while i < count {
+            var bits = g.next()
+            for _ in 0..<min(4, count - i) {
+                y[i] = (bits & 0xFFFF) < threshold ? x[i] * scale : 0
+                bits >>= 16
+                i += 1
+            }
+        }
     }
 }
 
@@ -81,6 +95,8 @@ public final class Flatten: Layer {
     private let gradInput = Tensor(shape: [0])
 
     public init(_ name: String = "flatten") { self.name = name }
+
+    public func replica() -> Layer { Flatten(name) }
 
     public func outputShape(forInput shape: [Int]) throws -> [Int] { [shape.reduce(1, *)] }
 

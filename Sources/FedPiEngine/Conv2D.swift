@@ -1,3 +1,5 @@
+import Glibc
+
 /// 2-D convolution, stride 1, by im2col + GEMM. Input is (N, H, W, C) — NHWC — and output
 /// (N, OH, OW, OC); the weight keeps PyTorch's (OC, C, KH, KW) layout so files interchange with
 /// `torch.nn.Conv2d`, and is repacked to (OC, KH, KW, C) per pass so im2col copies whole pixels.
@@ -13,7 +15,7 @@ public final class Conv2D: Layer {
     public let kernelSize: Int
     public let padding: Padding
     /// Upper bound on floats in the im2col buffer (2 MiB); a memory/speed knob, not a correctness one.
-    public static let columnBudget = 1 << 19
+    nonisolated(unsafe) public static var columnBudget = Int(getenv("FEDPI_COLUMN_BUDGET").map { String(cString: $0) } ?? "") ?? 1 << 19
 
     private var store: ParameterStore!
     private var weightOffset = 0, biasOffset = 0
@@ -35,6 +37,10 @@ public final class Conv2D: Layer {
         let k = inputChannels * kernelSize * kernelSize
         packedWeight = Tensor(shape: [outputChannels, k])
         packedGradient = Tensor(shape: [outputChannels, k])
+    }
+
+    public func replica() -> Layer {
+        Conv2D(name, inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernelSize, padding: padding)
     }
 
     public var parameterRequests: [ParameterRequest] {
@@ -105,7 +111,6 @@ public final class Conv2D: Layer {
         let g = geometry, n = input.batch, oc = outputChannels, pixels = g.oh * g.ow
         let dy = gradOutput.data
         let gb = store.gradients + biasOffset
-        gb.update(repeating: 0, count: oc)
         for p in 0..<(n * pixels) {
             let row = dy + p * oc
             for o in 0..<oc { gb[o] += row[o] }
@@ -155,7 +160,7 @@ public final class Conv2D: Layer {
         }
     }
 
-    /// (OC, KH, KW, C) → (OC, C, KH, KW), into the gradient buffer.
+    /// (OC, KH, KW, C) → (OC, C, KH, KW), added to the gradient buffer.
     private func unpackGradient() {
         let gw = store.gradients + weightOffset, p = packedGradient.data
         let c = inputChannels, ks = kernelSize
@@ -163,7 +168,7 @@ public final class Conv2D: Layer {
             for ci in 0..<c {
                 for kh in 0..<ks {
                     for kw in 0..<ks {
-                        gw[((o * c + ci) * ks + kh) * ks + kw] = p[((o * ks + kh) * ks + kw) * c + ci]
+                        gw[((o * c + ci) * ks + kh) * ks + kw] += p[((o * ks + kh) * ks + kw) * c + ci]
                     }
                 }
             }

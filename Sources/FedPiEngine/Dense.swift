@@ -15,6 +15,8 @@ public final class Dense: Layer {
         self.outputs = outputs
     }
 
+    public func replica() -> Layer { Dense(name, inputs: inputs, outputs: outputs) }
+
     public var parameterRequests: [ParameterRequest] {
         let bound = 1 / Float(inputs).squareRoot()
         return [
@@ -53,14 +55,13 @@ public final class Dense: Layer {
         let n = input.batch
         let gw = store.gradients + weightOffset, gb = store.gradients + biasOffset
         let dy = gradOutput.data
-        gb.update(repeating: 0, count: outputs)
         for i in 0..<n {
             let row = dy + i * outputs
             for o in 0..<outputs { gb[o] += row[o] }
         }
         GEMM.gemm(
             transA: true, transB: false, m: outputs, n: inputs, k: n,
-            a: dy, lda: outputs, b: input.data, ldb: inputs, beta: 0, c: gw, ldc: inputs)
+            a: dy, lda: outputs, b: input.data, ldb: inputs, beta: 1, c: gw, ldc: inputs)
         guard inputGradient else { return nil }
         gradInput.resize(input.shape)
         GEMM.gemm(

@@ -15,9 +15,12 @@ public protocol Layer: AnyObject {
     func outputShape(forInput shape: [Int]) throws -> [Int]
     /// Computes the output for a batch. `training` switches dropout on.
     func forward(_ input: Tensor, training: Bool) -> Tensor
-    /// Writes this layer's parameter gradients and returns the gradient for its input
+    /// Adds this layer's parameter gradients to the store's (so micro-batches accumulate; zero them
+    /// before a batch) and returns the gradient for its input
     /// (or nil when `inputGradient` is false, as for the first layer).
     func backward(_ gradOutput: Tensor, inputGradient: Bool) -> Tensor?
+    /// A new layer with the same configuration and its own buffers (for one more core to train on).
+    func replica() -> Layer
 }
 
 extension Layer {

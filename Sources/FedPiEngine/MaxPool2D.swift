@@ -15,6 +15,8 @@ public final class MaxPool2D: Layer {
         self.size = size
     }
 
+    public func replica() -> Layer { MaxPool2D(name, size: size) }
+
     public func outputShape(forInput shape: [Int]) throws -> [Int] {
         guard shape.count == 3, shape[0] >= size, shape[1] >= size else {
             throw ModelShapeError("\(name): \(size)x\(size) pooling needs an (H, W, C) input of at least that size, got \(shape)")
@@ -30,25 +32,27 @@ public final class MaxPool2D: Layer {
         if argmax.count < output.count { argmax = [UInt8](repeating: 0, count: output.count) }
         let x = input.data, y = output.data
         argmax.withUnsafeMutableBufferPointer { am in
+            // For each output pixel: start from the window's first position, then fold in the others,
+            // all channels at once (contiguous in NHWC). Strict ">" keeps the first maximum, as PyTorch.
             var o = 0
             for b in 0..<n {
                 for i in 0..<oh {
                     for j in 0..<ow {
-                        let base = ((b * h + i * size) * w + j * size) * c
-                        for ch in 0..<c {
-                            var best = 0
-                            var bestValue = x[base + ch]
-                            for di in 0..<size {
-                                for dj in 0..<size {
-                                    let v = x[base + (di * w + dj) * c + ch]
-                                    // strict ">" keeps the first maximum, as PyTorch does
-                                    if v > bestValue { bestValue = v; best = di * size + dj }
-                                }
+                        let base = x + ((b * h + i * size) * w + j * size) * c
+                        let yo = y + o, ao = am.baseAddress! + o
+                        yo.update(from: base, count: c)
+                        ao.update(repeating: 0, count: c)
+                        for pos in 1..<(size * size) {
+                            let src = base + ((pos / size) * w + pos % size) * c
+                            let code = UInt8(pos)
+                            for ch in 0..<c {
+                                let v = src[ch]
+                                let better = v > yo[ch]
+                                yo[ch] = better ? v : yo[ch]
+                                ao[ch] = better ? code : ao[ch]
                             }
-                            y[o] = bestValue
-                            am[o] = UInt8(best)
-                            o += 1
                         }
+                        o += c
                     }
                 }
             }
@@ -59,7 +63,6 @@ public final class MaxPool2D: Layer {
     public func backward(_ gradOutput: Tensor, inputGradient: Bool) -> Tensor? {
         guard inputGradient, let input else { return nil }
         gradInput.resize(input.shape)
-        gradInput.fill(0)
         let n = input.batch, h = input.shape[1], w = input.shape[2], c = input.shape[3]
         let oh = h / size, ow = w / size
         let dy = gradOutput.data, dx = gradInput.data
@@ -68,16 +71,31 @@ public final class MaxPool2D: Layer {
             for b in 0..<n {
                 for i in 0..<oh {
                     for j in 0..<ow {
-                        let base = ((b * h + i * size) * w + j * size) * c
-                        for ch in 0..<c {
-                            let pos = Int(am[o])
-                            dx[base + ((pos / size) * w + pos % size) * c + ch] = dy[o]
-                            o += 1
+                        let base = dx + ((b * h + i * size) * w + j * size) * c
+                        for pos in 0..<(size * size) {
+                            let dst = base + ((pos / size) * w + pos % size) * c
+                            let code = UInt8(pos)
+                            for ch in 0..<c { dst[ch] = am[o + ch] == code ? dy[o + ch] : 0 }
                         }
+                        o += c
                     }
                 }
             }
         }
+        if oh * size != h || ow * size != w {
+            // floor mode left a last row/column outside every window: its gradient is zero
+            zeroUncovered(dx, n: n, h: h, w: w, c: c, coveredH: oh * size, coveredW: ow * size)
+        }
         return gradInput
+    }
+
+    private func zeroUncovered(_ dx: UnsafeMutablePointer<Float>, n: Int, h: Int, w: Int, c: Int, coveredH: Int, coveredW: Int) {
+        for b in 0..<n {
+            for i in 0..<h {
+                for j in 0..<w where i >= coveredH || j >= coveredW {
+                    (dx + ((b * h + i) * w + j) * c).update(repeating: 0, count: c)
+                }
+            }
+        }
     }
 }

@@ -20,7 +20,12 @@ public final class Model: @unchecked Sendable {
     }
 
     /// Builds the network, checks that the layer shapes chain, and initialises the parameters from `seed`.
-    public init(id: String, inputShape: [Int], classes: Int, normalization: Normalization, layers: [Layer], seed: UInt64) throws {
+    public convenience init(id: String, inputShape: [Int], classes: Int, normalization: Normalization, layers: [Layer], seed: UInt64) throws {
+        try self.init(id: id, inputShape: inputShape, classes: classes, normalization: normalization, layers: layers, sharing: nil)
+        initialize(seed: seed)
+    }
+
+    private init(id: String, inputShape: [Int], classes: Int, normalization: Normalization, layers: [Layer], sharing: ParameterStore?) throws {
         self.id = id
         self.inputShape = inputShape
         self.classes = classes
@@ -46,9 +51,16 @@ public final class Model: @unchecked Sendable {
         guard shape == [classes] else {
             throw ModelShapeError("network ends in shape \(shape), expected [\(classes)] class scores")
         }
-        parameters = ParameterStore(entries: entries)
+        parameters = sharing.map { ParameterStore(sharingValuesOf: $0) } ?? ParameterStore(entries: entries)
         for (layer, offsets) in zip(layers, offsetsPerLayer) { layer.bind(store: parameters, offsets: offsets) }
-        initialize(seed: seed)
+    }
+
+    /// A second copy of the network that shares this model's parameter values but has its own
+    /// gradients and activation buffers, so another core can run forward and backward beside this one.
+    public func replica() -> Model {
+        // Same layers and shapes as a model that already built, so this cannot throw.
+        try! Model(id: id, inputShape: inputShape, classes: classes, normalization: normalization,
+                   layers: layers.map { $0.replica() }, sharing: parameters)
     }
 
     public var parameterCount: Int { parameters.count }
@@ -90,7 +102,7 @@ public final class Model: @unchecked Sendable {
         return x
     }
 
-    /// Back-propagates d(loss)/d(logits) and leaves the parameter gradients in `parameters.gradients`.
+    /// Back-propagates d(loss)/d(logits) and adds the parameter gradients to `parameters.gradients`.
     public func backward(_ gradLogits: Tensor) {
         var g = gradLogits
         for (i, layer) in layers.enumerated().reversed() {

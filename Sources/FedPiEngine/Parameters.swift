@@ -29,6 +29,8 @@ public final class ParameterStore: @unchecked Sendable {
     public let count: Int
     public let values: UnsafeMutablePointer<Float>
     public let gradients: UnsafeMutablePointer<Float>
+    /// Set when `values` belong to another store (a replica); keeps that store alive.
+    private let valuesOwner: ParameterStore?
 
     init(entries: [ParameterInfo]) {
         self.entries = entries
@@ -37,10 +39,21 @@ public final class ParameterStore: @unchecked Sendable {
         values.initialize(repeating: 0, count: max(count, 1))
         gradients = .allocate(capacity: max(count, 1))
         gradients.initialize(repeating: 0, count: max(count, 1))
+        valuesOwner = nil
+    }
+
+    /// A store that reads and writes `other`'s values but has gradients of its own.
+    init(sharingValuesOf other: ParameterStore) {
+        entries = other.entries
+        count = other.count
+        values = other.values
+        gradients = .allocate(capacity: max(count, 1))
+        gradients.initialize(repeating: 0, count: max(count, 1))
+        valuesOwner = other
     }
 
     deinit {
-        values.deallocate()
+        if valuesOwner == nil { values.deallocate() }
         gradients.deallocate()
     }
 

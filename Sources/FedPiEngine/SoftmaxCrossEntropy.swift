@@ -8,14 +8,16 @@ public enum SoftmaxCrossEntropy {
         public var count: Int
     }
 
-    /// Computes the loss and, when `gradient` is given, writes d(mean loss)/d(logits) into it.
-    /// `labels[i]` must be in 0..<C.
-    public static func evaluate(logits: Tensor, labels: UnsafeBufferPointer<Int32>, gradient: Tensor? = nil) -> Result {
+    /// Computes the loss and, when `gradient` is given, writes d(loss)/d(logits) into it for the loss
+    /// `gradientScale × Σ per-sample losses` (default 1/N: the batch mean; a core that holds part of a
+    /// batch passes 1/total). `labels[i]` must be in 0..<C.
+    public static func evaluate(logits: Tensor, labels: UnsafeBufferPointer<Int32>, gradient: Tensor? = nil,
+                                gradientScale: Float? = nil) -> Result {
         let n = logits.batch, c = logits.sampleCount
         precondition(labels.count >= n, "fewer labels than logits rows")
         gradient?.resize(logits.shape)
         var lossSum = 0.0, correct = 0
-        let invN = 1 / Float(n)
+        let invN = gradientScale ?? 1 / Float(n)
         for i in 0..<n {
             let row = logits.data + i * c
             let label = Int(labels[i])

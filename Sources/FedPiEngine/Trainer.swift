@@ -28,17 +28,24 @@ public struct TrainingOptions: Sendable {
     public var learningRate: Float
     public var optimizer: OptimizerChoice
     public var weightDecay: Float
-    /// Seeds shuffling and dropout; with the same seed, data and model a run repeats exactly.
+    /// Seeds shuffling and dropout; with the same seed, data, model and `lanes` a run repeats exactly.
     public var seed: UInt64
+    /// Cores that train side by side, each on its share of every batch (data parallelism); nil: all cores.
+    public var lanes: Int?
+    /// Samples a core pushes through the network at once; a batch is several of these with their
+    /// gradients summed, which gives the same step as one pass but keeps activations in cache.
+    public var microBatch: Int
 
     public init(epochs: Int = 1, batchSize: Int = 64, learningRate: Float = 0.01, optimizer: OptimizerChoice = .sgd(momentum: 0.9),
-                weightDecay: Float = 0, seed: UInt64 = 1) {
+                weightDecay: Float = 0, seed: UInt64 = 1, lanes: Int? = nil, microBatch: Int = 16) {
         self.epochs = epochs
         self.batchSize = batchSize
         self.learningRate = learningRate
         self.optimizer = optimizer
         self.weightDecay = weightDecay
         self.seed = seed
+        self.lanes = lanes
+        self.microBatch = microBatch
     }
 }
 
@@ -79,22 +86,40 @@ public struct TrainingDataError: Error, CustomStringConvertible {
 }
 
 /// Mini-batch training of one model on one data set.
+///
+/// Every batch is split between `lanes` copies of the network that share the parameter values (one
+/// per core, each calling single-threaded BLAS); their gradients are summed before the optimizer step.
+/// On two cores this is ~1.5× faster than one network with two BLAS threads, because the small GEMMs
+/// and the elementwise layers both run in parallel.
 public final class Trainer {
     public let model: Model
     public let optimizer: Optimizer
     public let options: TrainingOptions
-    private let input = Tensor(shape: [0])
-    private let gradLogits = Tensor(shape: [0])
-    private var labels: [Int32] = []
+    private let lanes: [Lane]
     private var shuffler: SeededGenerator
+
+    /// One core's network and buffers.
+    final class Lane: @unchecked Sendable {
+        let model: Model
+        let input = Tensor(shape: [0])
+        let gradLogits = Tensor(shape: [0])
+        var labels: [Int32] = []
+        var result = SoftmaxCrossEntropy.Result(lossSum: 0, correct: 0, count: 0)
+        init(_ model: Model) { self.model = model }
+    }
 
     public init(model: Model, options: TrainingOptions) {
         self.model = model
         self.options = options
         self.optimizer = options.optimizer.make(learningRate: options.learningRate, weightDecay: options.weightDecay)
         self.shuffler = SeededGenerator(seed: options.seed, stream: "shuffle")
-        model.reseedDropout(options.seed)
+        let count = max(1, options.lanes ?? Trainer.cores)
+        lanes = (0..<count).map { $0 == 0 ? Lane(model) : Lane(model.replica()) }
+        for (i, lane) in lanes.enumerated() { lane.model.reseedDropout(options.seed &+ UInt64(i) &* 0x9E37_79B9) }
     }
+
+    /// Cores available to training: OpenBLAS's own count (which honours OPENBLAS_NUM_THREADS).
+    public static let cores = GEMM.threads
 
     /// Trains for `options.epochs` over `indices` of `data` (all of it when nil), calling `progress`
     /// after every batch.
@@ -108,6 +133,9 @@ public final class Trainer {
         var summaries: [EpochSummary] = []
         var runSamples = 0
         let runTotal = order.count * options.epochs
+        let blasThreads = GEMM.threads
+        if lanes.count > 1 { GEMM.threads = 1 }
+        defer { GEMM.threads = blasThreads }
         for epoch in 1...max(1, options.epochs) {
             Trainer.shuffle(&order, using: &shuffler)
             let epochStart = clock.now
@@ -115,13 +143,7 @@ public final class Trainer {
             var start = 0
             while start < order.count {
                 let slice = order[start..<min(order.count, start + batch)]
-                data.fillBatch(slice, normalization: model.normalization, into: input, labels: &labels)
-                let logits = model.forward(input, training: true)
-                let result = labels.withUnsafeBufferPointer {
-                    SoftmaxCrossEntropy.evaluate(logits: logits, labels: $0, gradient: gradLogits)
-                }
-                model.backward(gradLogits)
-                optimizer.step(model.parameters)
+                let result = step(slice, data)
                 lossSum += result.lossSum
                 correct += result.correct
                 seen += slice.count
@@ -144,28 +166,84 @@ public final class Trainer {
         return summaries
     }
 
+    /// One optimizer step on one batch: forward and backward on every lane, gradients summed into lane 0.
+    private func step(_ slice: ArraySlice<Int>, _ data: BatchProvider) -> SoftmaxCrossEntropy.Result {
+        let active = min(lanes.count, slice.count)
+        let scale = 1 / Float(slice.count)
+        let lanes = self.lanes
+        let share = { (r: Int) in
+            slice[(slice.startIndex + r * slice.count / active)..<(slice.startIndex + (r + 1) * slice.count / active)]
+        }
+        let micro = max(1, options.microBatch)
+        Parallel.run(active) { r in
+            let lane = lanes[r], mine = share(r)
+            lane.model.parameters.zeroGradients()
+            lane.result = .init(lossSum: 0, correct: 0, count: 0)
+            var i = mine.startIndex
+            while i < mine.endIndex {
+                let part = mine[i..<min(mine.endIndex, i + micro)]
+                data.fillBatch(part, normalization: lane.model.normalization, into: lane.input, labels: &lane.labels)
+                let logits = lane.model.forward(lane.input, training: true)
+                let result = lane.labels.withUnsafeBufferPointer {
+                    SoftmaxCrossEntropy.evaluate(logits: logits, labels: $0, gradient: lane.gradLogits, gradientScale: scale)
+                }
+                lane.model.backward(lane.gradLogits)
+                lane.result.lossSum += result.lossSum
+                lane.result.correct += result.correct
+                lane.result.count += result.count
+                i = part.endIndex
+            }
+        }
+        if active > 1 {
+            let count = model.parameters.count, sum = model.parameters.gradients
+            let sources = lanes[1..<active].map { $0.model.parameters.gradients }
+            Parallel.run(active) { part in
+                for i in (part * count / active)..<((part + 1) * count / active) {
+                    var g = sum[i]
+                    for s in sources { g += s[i] }
+                    sum[i] = g
+                }
+            }
+        }
+        optimizer.step(model.parameters)
+        return lanes[0..<active].reduce(into: SoftmaxCrossEntropy.Result(lossSum: 0, correct: 0, count: 0)) {
+            $0.lossSum += $1.result.lossSum
+            $0.correct += $1.result.correct
+            $0.count += $1.result.count
+        }
+    }
+
     /// Loss and accuracy of `model` on `indices` of `data`. The forward pass runs on micro-batches of at
-    /// most `microBatch` samples, which bounds memory whatever `batchSize` the caller groups by.
+    /// most `microBatch` samples, spread over `lanes` cores, which bounds memory whatever `batchSize`
+    /// the caller groups by.
     public static func evaluate(_ model: Model, on data: BatchProvider, indices: [Int]? = nil, batchSize: Int = 1000,
-                                microBatch: Int = 64) throws -> EvaluationResult {
+                                microBatch: Int = 32, lanes laneCount: Int? = nil) throws -> EvaluationResult {
         let order = indices ?? Array(0..<data.count)
         try check(data, order, model)
         let clock = ContinuousClock()
         let start = clock.now
-        let input = Tensor(shape: [0])
-        var labels: [Int32] = []
-        var lossSum = 0.0, correct = 0
         let step = max(1, min(batchSize, microBatch))
-        var i = 0
-        while i < order.count {
-            let slice = order[i..<min(order.count, i + step)]
-            data.fillBatch(slice, normalization: model.normalization, into: input, labels: &labels)
-            let logits = model.forward(input, training: false)
-            let r = labels.withUnsafeBufferPointer { SoftmaxCrossEntropy.evaluate(logits: logits, labels: $0) }
-            lossSum += r.lossSum
-            correct += r.correct
-            i += slice.count
+        let chunks = (order.count + step - 1) / step
+        let active = max(1, min(laneCount ?? cores, chunks))
+        let lanes = (0..<active).map { $0 == 0 ? Lane(model) : Lane(model.replica()) }
+        let blasThreads = GEMM.threads
+        if active > 1 { GEMM.threads = 1 }
+        defer { GEMM.threads = blasThreads }
+        Parallel.run(active) { r in
+            let lane = lanes[r]
+            var chunk = r
+            while chunk < chunks {
+                let slice = order[(chunk * step)..<min(order.count, (chunk + 1) * step)]
+                data.fillBatch(slice, normalization: model.normalization, into: lane.input, labels: &lane.labels)
+                let logits = lane.model.forward(lane.input, training: false)
+                let part = lane.labels.withUnsafeBufferPointer { SoftmaxCrossEntropy.evaluate(logits: logits, labels: $0) }
+                lane.result.lossSum += part.lossSum
+                lane.result.correct += part.correct
+                lane.result.count += part.count
+                chunk += active
+            }
         }
+        let lossSum = lanes.reduce(0) { $0 + $1.result.lossSum }, correct = lanes.reduce(0) { $0 + $1.result.correct }
         let n = max(order.count, 1)
         return EvaluationResult(loss: lossSum / Double(n), accuracy: Double(correct) / Double(n), count: order.count,
                                 seconds: seconds(clock.now - start))

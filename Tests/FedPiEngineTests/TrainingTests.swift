@@ -35,6 +35,31 @@ final class TrainingTests: XCTestCase {
         XCTAssertNotEqual(a, try run(2))  // other shuffling and dropout
     }
 
+    /// Two cores with micro-batches of 8 take the same step as one pass over the whole batch
+    /// (mnist-mlp has no dropout, so only float summation order differs).
+    func testLanesAndMicroBatchesGiveTheSameStep() throws {
+        let data = try synthetic(150, seed: 6)
+        func run(lanes: Int, micro: Int) throws -> [Float] {
+            let model = try ModelZoo.make("mnist-mlp", seed: 2)
+            try Trainer(model: model, options: .init(epochs: 1, batchSize: 50, learningRate: 0.05, optimizer: .sgd(momentum: 0.9),
+                                                     lanes: lanes, microBatch: micro)).train(on: data)
+            return model.parameters.flatValues
+        }
+        let whole = try run(lanes: 1, micro: 50), split = try run(lanes: 2, micro: 8), three = try run(lanes: 3, micro: 7)
+        let initial = try ModelZoo.make("mnist-mlp", seed: 2).parameters.flatValues
+        XCTAssertGreaterThan(zip(whole, initial).map { abs($0 - $1) }.max()!, 1e-3)  // it did move
+        XCTAssertLessThan(zip(whole, split).map { abs($0 - $1) }.max()!, 1e-5)
+        XCTAssertLessThan(zip(whole, three).map { abs($0 - $1) }.max()!, 1e-5)
+        // evaluation on several cores counts every sample once
+        let model = try ModelZoo.make("mnist-mlp", seed: 2)
+        let one = try Trainer.evaluate(model, on: data, microBatch: 7, lanes: 1)
+        let two = try Trainer.evaluate(model, on: data, microBatch: 7, lanes: 2)
+        XCTAssertEqual(one.count, 150)
+        XCTAssertEqual(two.count, 150)
+        XCTAssertEqual(one.accuracy, two.accuracy)
+        XCTAssertEqual(one.loss, two.loss, accuracy: 1e-9)
+    }
+
     func testProgressIsReportedPerBatch() throws {
         let data = try synthetic(100, seed: 5)
         var seen: [Int] = []
