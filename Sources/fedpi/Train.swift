@@ -61,6 +61,9 @@ struct Train: AsyncParsableCommand {
     @Flag(help: "Print the time spent in each layer's forward and backward pass.")
     var profile = false
 
+    @Flag(help: "End with one JSON line of the results (for scripts and benchmarks).")
+    var json = false
+
     func validate() throws {
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
@@ -132,6 +135,19 @@ struct Train: AsyncParsableCommand {
             let overall = try Trainer.evaluate(net, on: test, indices: all, batchSize: evalBatchSize)
             print("test accuracy (all classes): \(Format.percent(overall.accuracy)) on \(overall.count) samples")
         }
-        print("peak memory: \(Format.mebibytes(ProcessInfoLite.peakResidentBytes))")
+        let peak = ProcessInfoLite.peakResidentBytes
+        print("peak memory: \(Format.mebibytes(peak))")
+        if json {
+            let trainSeconds = summaries.reduce(0) { $0 + $1.seconds }
+            let fields: [(String, String)] = [
+                ("framework", "\"fedpi\""), ("model", "\"\(model)\""), ("threads", "\(GEMM.threads)"),
+                ("train_samples", "\(indices.count * epochs)"),
+                ("train_samples_per_s", Format.fixed(Double(indices.count * epochs) / max(trainSeconds, 1e-9), 2)),
+                ("eval_samples_per_s", Format.fixed(result.samplesPerSecond, 2)),
+                ("test_accuracy", Format.fixed(result.accuracy, 6)), ("test_loss", Format.fixed(result.loss, 6)),
+                ("peak_rss_mib", Format.fixed(Double(peak) / 1_048_576, 2)),
+            ]
+            print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
+        }
     }
 }
