@@ -1,5 +1,3 @@
-import Glibc
-
 /// 2-D convolution, stride 1, by im2col + GEMM. Input is (N, H, W, C) — NHWC — and output
 /// (N, OH, OW, OC); the weight keeps PyTorch's (OC, C, KH, KW) layout so files interchange with
 /// `torch.nn.Conv2d`, and is repacked to (OC, KH, KW, C) per pass so im2col copies whole pixels.
@@ -8,14 +6,18 @@ import Glibc
 /// rebuilt in the backward pass instead of being kept, so memory stays small at any batch size.
 public final class Conv2D: Layer {
     public enum Padding: Sendable { case valid, same }
+    /// How the convolution is computed. `automatic` uses Winograd F(2×2, 3×3) for 3×3 kernels with at
+    /// least 8 input and output channels (conv2 of mnist-cnn) and im2col otherwise.
+    public enum Algorithm: Sendable { case automatic, im2col, winograd }
 
     public let name: String
     public let inputChannels: Int
     public let outputChannels: Int
     public let kernelSize: Int
     public let padding: Padding
+    public var algorithm: Algorithm = .automatic
     /// Upper bound on floats in the im2col buffer (2 MiB); a memory/speed knob, not a correctness one.
-    nonisolated(unsafe) public static var columnBudget = Int(getenv("FEDPI_COLUMN_BUDGET").map { String(cString: $0) } ?? "") ?? 1 << 19
+    public static let columnBudget = 1 << 19
 
     private var store: ParameterStore!
     private var weightOffset = 0, biasOffset = 0
@@ -27,6 +29,8 @@ public final class Conv2D: Layer {
     private let columns = Tensor(shape: [0])
     private let packedWeight: Tensor
     private let packedGradient: Tensor
+    private let winogradFilters = Tensor(shape: [0])
+    private let winogradScratch = Tensor(shape: [0])
 
     public init(_ name: String, inputChannels: Int, outputChannels: Int, kernelSize: Int, padding: Padding = .valid) {
         self.name = name
@@ -40,7 +44,18 @@ public final class Conv2D: Layer {
     }
 
     public func replica() -> Layer {
-        Conv2D(name, inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernelSize, padding: padding)
+        let copy = Conv2D(name, inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernelSize, padding: padding)
+        copy.algorithm = algorithm
+        return copy
+    }
+
+    var usesWinograd: Bool {
+        guard kernelSize == 3 else { return false }
+        switch algorithm {
+        case .im2col: return false
+        case .winograd: return true
+        case .automatic: return inputChannels >= 8 && outputChannels >= 8
+        }
     }
 
     public var parameterRequests: [ParameterRequest] {
@@ -86,6 +101,15 @@ public final class Conv2D: Layer {
         self.input = input
         let n = input.batch, oc = outputChannels, pixels = g.oh * g.ow
         output.resize([n, g.oh, g.ow, oc])
+        if usesWinograd {
+            winogradFilters.resize([16 * inputChannels * oc])
+            Winograd.transformFilters(store.values + weightOffset, outputChannels: oc, inputChannels: inputChannels,
+                                      forInputGradient: false, into: winogradFilters.data)
+            let shape = Winograd.Shape(h: g.h, w: g.w, inputs: inputChannels, outputs: oc, pad: g.pad, oh: g.oh, ow: g.ow)
+            Winograd.convolve(input.data, batch: n, shape, filters: winogradFilters.data, bias: store.values + biasOffset,
+                              into: output.data, scratch: winogradScratch)
+            return output
+        }
         packWeight()
         let bias = store.values + biasOffset
         for p in 0..<(n * pixels) { (output.data + p * oc).update(from: bias, count: oc) }
@@ -115,9 +139,13 @@ public final class Conv2D: Layer {
             let row = dy + p * oc
             for o in 0..<oc { gb[o] += row[o] }
         }
+        // Winograd computes the input gradient as one full convolution after the loop; im2col scatters
+        // each chunk's column gradient back (col2im) inside it.
+        let winograd = inputGradient && usesWinograd
+        let scatter = inputGradient && !winograd
         if inputGradient {
             gradInput.resize(input.shape)
-            gradInput.fill(0)
+            if scatter { gradInput.fill(0) }
         }
         let chunk = samplesPerChunk(g)
         var n0 = 0
@@ -130,7 +158,7 @@ public final class Conv2D: Layer {
                 transA: true, transB: false, m: oc, n: g.k, k: rows,
                 a: dyChunk, lda: oc, b: columns.data, ldb: g.k, beta: n0 == 0 ? 0 : 1,
                 c: packedGradient.data, ldc: g.k)
-            if inputGradient {
+            if scatter {
                 GEMM.gemm(
                     transA: false, transB: false, m: rows, n: g.k, k: oc,
                     a: dyChunk, lda: oc, b: packedWeight.data, ldb: g.k, beta: 0,
@@ -140,6 +168,14 @@ public final class Conv2D: Layer {
             n0 = n1
         }
         unpackGradient()
+        if winograd {
+            winogradFilters.resize([16 * inputChannels * oc])
+            Winograd.transformFilters(store.values + weightOffset, outputChannels: oc, inputChannels: inputChannels,
+                                      forInputGradient: true, into: winogradFilters.data)
+            let shape = Winograd.Shape(h: g.oh, w: g.ow, inputs: oc, outputs: inputChannels, pad: g.ks - 1 - g.pad, oh: g.h, ow: g.w)
+            Winograd.convolve(dy, batch: n, shape, filters: winogradFilters.data, bias: nil, into: gradInput.data,
+                              scratch: winogradScratch)
+        }
         return inputGradient ? gradInput : nil
     }
 

@@ -15,18 +15,8 @@ struct GradientCheck {
     func check(_ layer: Layer, inputShape: [Int], makeInput: () -> [Float], seed: UInt64 = 11,
                before: () -> Void = {}, file: StaticString = #filePath, line: UInt = #line) {
         var g = SeededGenerator(seed: seed)
-        // parameters
-        var entries: [ParameterInfo] = []
-        var offsets: [Int] = []
-        var offset = 0
-        for r in layer.parameterRequests {
-            entries.append(ParameterInfo(name: layer.name + "." + r.suffix, shape: r.shape, offset: offset))
-            offsets.append(offset)
-            offset += r.shape.reduce(1, *)
-        }
-        let store = ParameterStore(entries: entries)
-        layer.bind(store: store, offsets: offsets)
-        for i in 0..<store.count { store.values[i] = g.nextUnitFloat() * 2 - 1 }
+        let store = bindRandomParameters(layer, seed: seed &+ 1)
+        let entries = store.entries
 
         let x0 = makeInput()
         var x0Current = x0
@@ -77,4 +67,20 @@ struct GradientCheck {
         if n <= probes { return Array(0..<n) }
         return (0..<probes).map { _ in Int(g.next() % UInt64(n)) }
     }
+}
+
+/// Gives a lone layer a parameter store of its own, filled with U(−1, 1) values from `seed`.
+@discardableResult
+func bindRandomParameters(_ layer: Layer, seed: UInt64) -> ParameterStore {
+    var entries: [ParameterInfo] = [], offsets: [Int] = [], offset = 0
+    for r in layer.parameterRequests {
+        entries.append(ParameterInfo(name: layer.name + "." + r.suffix, shape: r.shape, offset: offset))
+        offsets.append(offset)
+        offset += r.shape.reduce(1, *)
+    }
+    let store = ParameterStore(entries: entries)
+    layer.bind(store: store, offsets: offsets)
+    var g = SeededGenerator(seed: seed)
+    for i in 0..<store.count { store.values[i] = g.nextUnitFloat() * 2 - 1 }
+    return store
 }

@@ -4,26 +4,12 @@ import XCTest
 
 /// Forward passes against the PyTorch definitions, written out as plain loops.
 final class LayerSemanticsTests: XCTestCase {
-    func bound(_ layer: Layer, seed: UInt64) -> ParameterStore {
-        var entries: [ParameterInfo] = [], offsets: [Int] = [], offset = 0
-        for r in layer.parameterRequests {
-            entries.append(ParameterInfo(name: layer.name + "." + r.suffix, shape: r.shape, offset: offset))
-            offsets.append(offset)
-            offset += r.shape.reduce(1, *)
-        }
-        let store = ParameterStore(entries: entries)
-        layer.bind(store: store, offsets: offsets)
-        var g = SeededGenerator(seed: seed)
-        for i in 0..<store.count { store.values[i] = g.nextUnitFloat() * 2 - 1 }
-        return store
-    }
-
     /// torch.nn.functional.conv2d with weight (OC, C, KH, KW), evaluated on an NHWC input.
     func testConv2DMatchesDirectConvolution() {
         for (padding, pad) in [(Conv2D.Padding.valid, 0), (.same, 1)] {
             let n = 2, h = 7, w = 6, c = 3, oc = 5, ks = 3
             let conv = Conv2D("conv", inputChannels: c, outputChannels: oc, kernelSize: ks, padding: padding)
-            let store = bound(conv, seed: 1)
+            let store = bindRandomParameters(conv, seed: 1)
             var g = SeededGenerator(seed: 2)
             let x = (0..<(n * h * w * c)).map { _ in g.nextUnitFloat() * 2 - 1 }
             let y = conv.forward(Tensor(shape: [n, h, w, c], values: x), training: false)
@@ -55,7 +41,7 @@ final class LayerSemanticsTests: XCTestCase {
     /// Chunked im2col (batch larger than one chunk) gives the same result as one sample at a time.
     func testConv2DChunkingDoesNotChangeResults() {
         let conv = Conv2D("conv", inputChannels: 32, outputChannels: 8, kernelSize: 3)
-        _ = bound(conv, seed: 3)
+        _ = bindRandomParameters(conv, seed: 3)
         let n = 12, h = 24, w = 24, c = 32  // 22*22*288*12 floats > columnBudget: several chunks
         XCTAssertGreaterThan(22 * 22 * 288 * n, Conv2D.columnBudget)
         var g = SeededGenerator(seed: 4)
@@ -99,5 +85,54 @@ final class LayerSemanticsTests: XCTestCase {
         XCTAssertTrue(y.allSatisfy { $0 == 0 || abs($0 - 4.0 / 3.0) < 1e-6 })
         let e = d.forward(Tensor(shape: [1, 4], values: [1, 2, 3, 4]), training: false).array
         XCTAssertEqual(e, [1, 2, 3, 4])
+    }
+}
+
+final class WinogradTests: XCTestCase {
+    /// Winograd and im2col agree on outputs, input gradients and weight gradients, for valid and same
+    /// padding, even and odd output sizes, and channel counts that are not multiples of 8.
+    func testWinogradMatchesIm2col() {
+        let cases: [(n: Int, h: Int, w: Int, c: Int, oc: Int, padding: Conv2D.Padding)] = [
+            (2, 26, 26, 32, 64, .valid), (3, 7, 6, 3, 10, .valid), (2, 5, 8, 9, 5, .same), (1, 4, 4, 16, 8, .same), (2, 3, 3, 8, 8, .valid),
+        ]
+        for k in cases {
+            var g = SeededGenerator(seed: UInt64(k.h * 100 + k.c))
+            let x = (0..<(k.n * k.h * k.w * k.c)).map { _ in g.nextUnitFloat() * 2 - 1 }
+            var results: [[[Float]]] = []
+            for algorithm in [Conv2D.Algorithm.im2col, .winograd] {
+                let conv = Conv2D("conv", inputChannels: k.c, outputChannels: k.oc, kernelSize: 3, padding: k.padding)
+                conv.algorithm = algorithm
+                XCTAssertEqual(conv.usesWinograd, algorithm == .winograd)
+                let store = bindRandomParameters(conv, seed: 5)
+                let y = conv.forward(Tensor(shape: [k.n, k.h, k.w, k.c], values: x), training: true)
+                var gy = SeededGenerator(seed: 6)
+                let dy = Tensor(shape: y.shape, values: (0..<y.count).map { _ in gy.nextUnitFloat() - 0.5 })
+                let dx = conv.backward(dy, inputGradient: true)!.array
+                results.append([y.array, dx, Array(UnsafeBufferPointer(start: store.gradients, count: store.count))])
+            }
+            for (what, (a, b)) in zip(["output", "input gradient", "parameter gradient"], zip(results[0], results[1])) {
+                XCTAssertEqual(a.count, b.count)
+                let worst = zip(a, b).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+                XCTAssertLessThan(worst, 1e-4, "\(what) differs for \(k)")
+            }
+        }
+    }
+
+    func testAutomaticChoice() {
+        XCTAssertFalse(Conv2D("c", inputChannels: 1, outputChannels: 32, kernelSize: 3).usesWinograd)  // conv1
+        XCTAssertTrue(Conv2D("c", inputChannels: 32, outputChannels: 64, kernelSize: 3).usesWinograd)  // conv2
+        XCTAssertFalse(Conv2D("c", inputChannels: 32, outputChannels: 64, kernelSize: 5).usesWinograd)
+        let forced = Conv2D("c", inputChannels: 32, outputChannels: 64, kernelSize: 3)
+        forced.algorithm = .im2col
+        XCTAssertFalse((forced.replica() as! Conv2D).usesWinograd)
+    }
+
+    func testWinogradGradientCheck() {
+        let conv = Conv2D("conv", inputChannels: 8, outputChannels: 8, kernelSize: 3, padding: .same)
+        conv.algorithm = .winograd
+        GradientCheck().check(conv, inputShape: [2, 5, 6, 8]) {
+            var g = SeededGenerator(seed: 12)
+            return (0..<480).map { _ in g.nextUnitFloat() * 2 - 1 }
+        }
     }
 }
