@@ -71,6 +71,110 @@ enum Winograd {
         }
     }
 
+    /// The filter gradient of `convolve`: dU[ξ][in][out] = Σ_tiles V_ξ[tile][in] · (A dY Aᵀ)_ξ[tile][out],
+    /// then `addFilterGradient` folds dU back to 3×3 kernels. (Forward is y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A,
+    /// so dL/dg = Gᵀ[(Bᵀ d B) ⊙ (A dy Aᵀ)]G.) `gradU` holds 16 × inputs × outputs floats.
+    static func filterGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, batch n: Int, _ s: Shape,
+                               into gradU: UnsafeMutablePointer<Float>, scratch: Tensor) {
+        let perSample = 16 * s.tilesPerSample * (s.inputs + s.outputs)
+        let chunk = max(1, budget / perSample)
+        scratch.resize([min(chunk, n) * perSample + s.inputs])
+        var n0 = 0
+        while n0 < n {
+            let n1 = min(n, n0 + chunk)
+            let t = (n1 - n0) * s.tilesPerSample
+            let v = scratch.data, dm = v + 16 * t * s.inputs
+            let zeros = dm + 16 * t * s.outputs
+            zeros.update(repeating: 0, count: s.inputs)
+            transformInput(x, samples: n0..<n1, s, zeros: zeros, into: v)
+            transformOutputGradient(dy, samples: n0..<n1, s, into: dm)
+            for xi in 0..<16 {
+                GEMM.gemm(transA: true, transB: false, m: s.inputs, n: s.outputs, k: t,
+                          a: v + xi * t * s.inputs, lda: s.inputs, b: dm + xi * t * s.outputs, ldb: s.outputs,
+                          beta: n0 == 0 ? 0 : 1, c: gradU + xi * s.inputs * s.outputs, ldc: s.outputs)
+            }
+            n0 = n1
+        }
+    }
+
+    /// gw[out][in][3][3] += Gᵀ dU G, with Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0; 0 ½ ½ 1]; gw in PyTorch layout.
+    static func addFilterGradient(_ gradU: UnsafePointer<Float>, inputs c: Int, outputs oc: Int, into gw: UnsafeMutablePointer<Float>) {
+        for o in 0..<oc {
+            for ci in 0..<c {
+                var u = [Float](repeating: 0, count: 16)
+                for xi in 0..<16 { u[xi] = gradU[(xi * c + ci) * oc + o] }
+                // Gᵀ u : 3×4
+                var t = [Float](repeating: 0, count: 12)
+                for j in 0..<4 {
+                    let u0 = u[j], u1 = u[4 + j], u2 = u[8 + j], u3 = u[12 + j]
+                    t[j] = u0 + 0.5 * (u1 + u2)
+                    t[4 + j] = 0.5 * (u1 - u2)
+                    t[8 + j] = 0.5 * (u1 + u2) + u3
+                }
+                let k = gw + (o * c + ci) * 9
+                for i in 0..<3 {
+                    let e0 = t[i * 4], e1 = t[i * 4 + 1], e2 = t[i * 4 + 2], e3 = t[i * 4 + 3]
+                    k[i * 3] += e0 + 0.5 * (e1 + e2)
+                    k[i * 3 + 1] += 0.5 * (e1 - e2)
+                    k[i * 3 + 2] += 0.5 * (e1 + e2) + e3
+                }
+            }
+        }
+    }
+
+    /// dM[ξ][tile][o] = (A e Aᵀ)[ξ] for each 2×2 output-gradient tile e (zeros past OH/OW),
+    /// with A = [1 0; 1 1; 1 −1; 0 −1].
+    static func transformOutputGradient(_ dy: UnsafePointer<Float>, samples: Range<Int>, _ s: Shape,
+                                        into dm: UnsafeMutablePointer<Float>) {
+        let oc = s.outputs, t = samples.count * s.tilesPerSample, stride = t * oc
+        let vectorEnd = oc - oc % 8
+        var tile = 0
+        for n in samples {
+            let image = dy + n * s.oh * s.ow * oc
+            for ti in 0..<s.tilesH {
+                for tj in 0..<s.tilesW {
+                    let oy = 2 * ti, ox = 2 * tj
+                    let inY = oy + 1 < s.oh, inX = ox + 1 < s.ow
+                    let p00 = image + (oy * s.ow + ox) * oc
+                    let out = dm + tile * oc
+                    var o = 0
+                    @inline(__always) func tileAt(_ o: Int, _ e00: Lanes, _ e01: Lanes, _ e10: Lanes, _ e11: Lanes,
+                                                  _ store: (Lanes, UnsafeMutablePointer<Float>) -> Void) {
+                        // A e has rows (e0, e0+e1, e0−e1, −e1), each a 2-vector; then each row times Aᵀ
+                        @inline(__always) func row(_ i: Int, _ f0: Lanes, _ f1: Lanes) {
+                            let base = out + o + i * 4 * stride
+                            store(f0, base)
+                            store(f0 + f1, base + stride)
+                            store(f0 - f1, base + 2 * stride)
+                            store(-f1, base + 3 * stride)
+                        }
+                        row(0, e00, e01)
+                        row(1, e00 + e10, e01 + e11)
+                        row(2, e00 - e10, e01 - e11)
+                        row(3, -e10, -e11)
+                    }
+                    while o < vectorEnd {
+                        let e00 = load(p00 + o)
+                        let e01 = inX ? load(p00 + oc + o) : .zero
+                        let e10 = inY ? load(p00 + s.ow * oc + o) : .zero
+                        let e11 = inX && inY ? load(p00 + (s.ow + 1) * oc + o) : .zero
+                        tileAt(o, e00, e01, e10, e11, store)
+                        o += 8
+                    }
+                    while o < oc {
+                        let e00 = Lanes(repeating: p00[o])
+                        let e01 = Lanes(repeating: inX ? p00[oc + o] : 0)
+                        let e10 = Lanes(repeating: inY ? p00[s.ow * oc + o] : 0)
+                        let e11 = Lanes(repeating: inX && inY ? p00[(s.ow + 1) * oc + o] : 0)
+                        tileAt(o, e00, e01, e10, e11, { v, p in p.pointee = v[0] })
+                        o += 1
+                    }
+                    tile += 1
+                }
+            }
+        }
+    }
+
     typealias Lanes = SIMD8<Float>
 
     @inline(__always) static func load(_ p: UnsafePointer<Float>) -> Lanes { UnsafeRawPointer(p).loadUnaligned(as: Lanes.self) }

@@ -31,6 +31,7 @@ public final class Conv2D: Layer {
     private let packedGradient: Tensor
     private let winogradFilters = Tensor(shape: [0])
     private let winogradScratch = Tensor(shape: [0])
+    private let winogradGradient = Tensor(shape: [0])
 
     public init(_ name: String, inputChannels: Int, outputChannels: Int, kernelSize: Int, padding: Padding = .valid) {
         self.name = name
@@ -139,13 +140,25 @@ public final class Conv2D: Layer {
             let row = dy + p * oc
             for o in 0..<oc { gb[o] += row[o] }
         }
-        // Winograd computes the input gradient as one full convolution after the loop; im2col scatters
-        // each chunk's column gradient back (col2im) inside it.
-        let winograd = inputGradient && usesWinograd
-        let scatter = inputGradient && !winograd
+        if usesWinograd {
+            // weight gradient and input gradient both by Winograd: no column matrix at all
+            let shape = Winograd.Shape(h: g.h, w: g.w, inputs: inputChannels, outputs: oc, pad: g.pad, oh: g.oh, ow: g.ow)
+            winogradGradient.resize([16 * inputChannels * oc])
+            Winograd.filterGradient(input.data, dy, batch: n, shape, into: winogradGradient.data, scratch: winogradScratch)
+            Winograd.addFilterGradient(winogradGradient.data, inputs: inputChannels, outputs: oc, into: store.gradients + weightOffset)
+            guard inputGradient else { return nil }
+            gradInput.resize(input.shape)
+            winogradFilters.resize([16 * inputChannels * oc])
+            Winograd.transformFilters(store.values + weightOffset, outputChannels: oc, inputChannels: inputChannels,
+                                      forInputGradient: true, into: winogradFilters.data)
+            let adjoint = Winograd.Shape(h: g.oh, w: g.ow, inputs: oc, outputs: inputChannels, pad: g.ks - 1 - g.pad, oh: g.h, ow: g.w)
+            Winograd.convolve(dy, batch: n, adjoint, filters: winogradFilters.data, bias: nil, into: gradInput.data,
+                              scratch: winogradScratch)
+            return gradInput
+        }
         if inputGradient {
             gradInput.resize(input.shape)
-            if scatter { gradInput.fill(0) }
+            gradInput.fill(0)
         }
         let chunk = samplesPerChunk(g)
         var n0 = 0
@@ -158,7 +171,7 @@ public final class Conv2D: Layer {
                 transA: true, transB: false, m: oc, n: g.k, k: rows,
                 a: dyChunk, lda: oc, b: columns.data, ldb: g.k, beta: n0 == 0 ? 0 : 1,
                 c: packedGradient.data, ldc: g.k)
-            if scatter {
+            if inputGradient {
                 GEMM.gemm(
                     transA: false, transB: false, m: rows, n: g.k, k: oc,
                     a: dyChunk, lda: oc, b: packedWeight.data, ldb: g.k, beta: 0,
@@ -168,14 +181,6 @@ public final class Conv2D: Layer {
             n0 = n1
         }
         unpackGradient()
-        if winograd {
-            winogradFilters.resize([16 * inputChannels * oc])
-            Winograd.transformFilters(store.values + weightOffset, outputChannels: oc, inputChannels: inputChannels,
-                                      forInputGradient: true, into: winogradFilters.data)
-            let shape = Winograd.Shape(h: g.oh, w: g.ow, inputs: oc, outputs: inputChannels, pad: g.ks - 1 - g.pad, oh: g.h, ow: g.w)
-            Winograd.convolve(dy, batch: n, shape, filters: winogradFilters.data, bias: nil, into: gradInput.data,
-                              scratch: winogradScratch)
-        }
         return inputGradient ? gradInput : nil
     }
 
