@@ -34,5 +34,6 @@ let package = Package(
         .target(name: "FedPiTesting", dependencies: ["FedPiData", "CZlib"], path: "Tests/FedPiTesting"),
         .testTarget(name: "FedPiEngineTests", dependencies: ["FedPiEngine", "FedPiData", "FedPiTesting"]),
         .testTarget(name: "FedPiDataTests", dependencies: ["FedPiData", "FedPiTesting"]),
+        .testTarget(name: "fedpiTests", dependencies: ["fedpi", "FedPiTesting"]),
     ]
 )

@@ -95,7 +95,7 @@ struct Train: AsyncParsableCommand {
         let trainer = Trainer(
             model: net,
             options: TrainingOptions(epochs: epochs, batchSize: batchSize, learningRate: lr, optimizer: choice,
-                                     weightDecay: weightDecay, seed: seed))
+                                     weightDecay: weightDecay, seed: seed, lanes: threads))
         print("model \(model): \(net.parameterCount) parameters; training on \(indices.count) of \(train.count) samples"
               + (classes.map { " (classes \($0))" } ?? "") + ", \(epochs) epoch(s), batch \(batchSize), \(optimizer) lr \(lr), "
               + "\(GEMM.threads) thread(s)")
@@ -125,14 +125,14 @@ struct Train: AsyncParsableCommand {
 
         var testIndices = selected.map { test.indices(ofClasses: $0) } ?? Array(0..<test.count)
         if let testLimit { testIndices = Array(testIndices.prefix(testLimit)) }
-        let result = try Trainer.evaluate(net, on: test, indices: testIndices, batchSize: evalBatchSize)
+        let result = try Trainer.evaluate(net, on: test, indices: testIndices, batchSize: evalBatchSize, lanes: threads)
         print("test accuracy\(classes.map { " (classes \($0))" } ?? ""): \(Format.percent(result.accuracy)) "
               + "on \(result.count) samples, loss \(Format.fixed(result.loss, 4)), "
               + "\(Format.fixed(result.samplesPerSecond, 0)) samples/s")
         if selected != nil {
             var all = Array(0..<test.count)
             if let testLimit { all = Array(all.prefix(testLimit)) }
-            let overall = try Trainer.evaluate(net, on: test, indices: all, batchSize: evalBatchSize)
+            let overall = try Trainer.evaluate(net, on: test, indices: all, batchSize: evalBatchSize, lanes: threads)
             print("test accuracy (all classes): \(Format.percent(overall.accuracy)) on \(overall.count) samples")
         }
         let peak = ProcessInfoLite.peakResidentBytes

@@ -1,0 +1,99 @@
+import FedPiTesting
+import Foundation
+import XCTest
+
+/// Runs the real `fedpi` executable, as a user would.
+final class CommandLineTests: XCTestCase {
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// `fedpi` is built next to the test bundle (this target depends on it).
+    var executable: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fedpi")
+    }
+
+    func fedpi(_ arguments: String...) throws -> Output {
+        let p = Process()
+        p.executableURL = executable
+        p.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Output(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    func testExecutableIsBuilt() {
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: executable.path), "missing \(executable.path)")
+    }
+
+    func testInspectListsSplitsAndClasses() throws {
+        let dir = IDXFixtures.syntheticDirectory(train: 200, test: 50, gzip: true)
+        let r = try fedpi("data", "inspect", dir)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("train: 200 images of 28x28 pixels"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("test: 50 images of 28x28 pixels"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("class   0:"), r.stdout)
+    }
+
+    func testTrainShowsProgressAndLearns() throws {
+        let dir = IDXFixtures.syntheticDirectory(train: 600, test: 200, gzip: false)
+        let r = try fedpi("train", "--data", dir, "--model", "mnist-mlp", "--epochs", "3", "--batch-size", "32", "--json")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("samples/s") && r.stderr.contains("ETA") && r.stderr.contains("loss"), r.stderr)
+        XCTAssertTrue(r.stdout.contains("test accuracy: "), r.stdout)
+        let json = try XCTUnwrap(r.stdout.split(separator: "\n").last { $0.hasPrefix("{") })
+        let result = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
+        XCTAssertGreaterThan(result["test_accuracy"] as! Double, 0.9)
+        XCTAssertEqual(result["train_samples"] as? Int, 1800)
+        XCTAssertLessThan(result["peak_rss_mib"] as! Double, 200)
+    }
+
+    func testClassSubsetReportsBothAccuracies() throws {
+        let dir = IDXFixtures.syntheticDirectory(train: 400, test: 100, gzip: false)
+        let r = try fedpi("train", "--data", dir, "--model", "mnist-mlp", "--classes", "0-3")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("test accuracy (classes 0-3): "), r.stdout)
+        XCTAssertTrue(r.stdout.contains("test accuracy (all classes): "), r.stdout)
+    }
+
+    func testClearErrors() throws {
+        let missing = try fedpi("train", "--data", "/nonexistent-fedpi")
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("no train images in /nonexistent-fedpi"), missing.stderr)
+
+        let zeroEpochs = try fedpi("train", "--epochs", "0")
+        XCTAssertNotEqual(zeroEpochs.status, 0)
+        XCTAssertTrue(zeroEpochs.stderr.contains("--epochs must be at least 1"), zeroEpochs.stderr)
+
+        let badModel = try fedpi("train", "--model", "resnet50")
+        XCTAssertNotEqual(badModel.status, 0)
+        XCTAssertTrue(badModel.stderr.contains("known models: mnist-cnn, mnist-mlp"), badModel.stderr)
+
+        let badClasses = try fedpi("train", "--classes", "7-3")
+        XCTAssertNotEqual(badClasses.status, 0)
+        XCTAssertTrue(badClasses.stderr.contains("is not a class list"), badClasses.stderr)
+
+        // a truncated images file is named in the error
+        let dir = IDXFixtures.syntheticDirectory(train: 20, test: 10, gzip: false)
+        let path = dir + "/train-images-idx3-ubyte"
+        let bytes = IDXFixtures.read(path)
+        IDXFixtures.write(Array(bytes[0..<(bytes.count - 100)]), to: path)
+        let truncated = try fedpi("train", "--data", dir)
+        XCTAssertNotEqual(truncated.status, 0)
+        XCTAssertTrue(truncated.stderr.contains(path) && truncated.stderr.contains("truncated"), truncated.stderr)
+    }
+
+    func testHelpDescribesOptions() throws {
+        let r = try fedpi("train", "--help")
+        XCTAssertEqual(r.status, 0)
+        for option in ["--data", "--model", "--epochs", "--batch-size", "--lr", "--classes", "--seed", "--threads"] {
+            XCTAssertTrue(r.stdout.contains(option), "help lacks \(option)")
+        }
+    }
+}
