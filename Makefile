@@ -14,8 +14,9 @@ build: deps
 run: build
 	.build/release/fedpi train --data $(DATA) --model mnist-cnn --epochs 1 --batch-size 64 --lr 0.01
 
+# The suite is XCTest; the Swift Testing runner is switched off so the log ends with XCTest's summary.
 test: deps
-	$(SWIFT) test
+	$(SWIFT) test --disable-swift-testing
 
 # FedPi vs PyTorch on this machine (installs PyTorch from PyPI into bench/.venv).
 bench: build
