@@ -70,16 +70,19 @@ public final class Dropout: Layer {
         return gradOutput
     }
 
-    /// Keeps an element when a 16-bit uniform draw is below keep·65536; four draws per 64-bit number.
+    /// Keeps an element when a uniform draw is below keep·2^bits: 8-bit draws (eight per 64-bit number)
+    /// when that is exact, as for rates 0.25 and 0.5, else 16-bit draws.
     private func applyMask(from x: UnsafeMutablePointer<Float>, to y: UnsafeMutablePointer<Float>, count: Int, using g: inout SeededGenerator) {
         let keep = 1 - rate, scale = 1 / keep
-        let threshold = UInt64((Double(keep) * 65536).rounded())
+        let exact8 = (Double(keep) * 256).rounded() == Double(keep) * 256
+        let bits = exact8 ? 8 : 16, perDraw = 64 / bits, mask: UInt64 = (1 << UInt64(bits)) - 1
+        let threshold = UInt64((Double(keep) * Double(1 << bits)).rounded())
         var i = 0
         while i < count {
-            var bits = g.next()
-            for _ in 0..<min(4, count - i) {
-                y[i] = (bits & 0xFFFF) < threshold ? x[i] * scale : 0
-                bits >>= 16
+            var draw = g.next()
+            for _ in 0..<min(perDraw, count - i) {
+                y[i] = (draw & mask) < threshold ? x[i] * scale : 0
+                draw >>= UInt64(bits)
                 i += 1
             }
         }

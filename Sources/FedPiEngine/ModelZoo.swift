@@ -21,6 +21,10 @@ public enum ModelZoo {
 
     /// The CNN of PyTorch's MNIST example (and dc_federated): 1,199,882 parameters.
     /// conv(1→32,3×3)-ReLU-conv(32→64,3×3)-ReLU-maxpool2-dropout(0.25)-dense(9216→128)-ReLU-dropout(0.5)-dense(128→10)
+    ///
+    /// The second ReLU runs after the pooling: max(relu(x)) = relu(max(x)) and the gradients agree too
+    /// (a window whose maximum is ≤ 0 gets no gradient either way), so this is the same function with a
+    /// ReLU over a tensor four times smaller. `LayerSemanticsTests` checks the equivalence.
     public static func mnistCNN(seed: UInt64) throws -> Model {
         try Model(
             id: "mnist-cnn", inputShape: [28, 28, 1], classes: 10, normalization: mnistNormalization,
@@ -28,8 +32,8 @@ public enum ModelZoo {
                 Conv2D("conv1", inputChannels: 1, outputChannels: 32, kernelSize: 3),
                 ReLU("relu1"),
                 Conv2D("conv2", inputChannels: 32, outputChannels: 64, kernelSize: 3),
-                ReLU("relu2"),
                 MaxPool2D("pool", size: 2),
+                ReLU("relu2"),
                 Dropout("dropout1", rate: 0.25),
                 Flatten(),
                 Dense("fc1", inputs: 9216, outputs: 128),

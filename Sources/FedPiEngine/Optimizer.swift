@@ -1,7 +1,17 @@
 /// Updates the parameter values from their gradients; one loop over the model's flat buffer.
 public protocol Optimizer: AnyObject {
     var learningRate: Float { get set }
+    /// Threads the update loop may use (the trainer sets it to its number of lanes).
+    var parallelism: Int { get set }
     func step(_ parameters: ParameterStore)
+}
+
+extension Optimizer {
+    /// Runs `body` over `0..<count` split into `parallelism` contiguous ranges.
+    func forEachRange(_ count: Int, _ body: (Range<Int>) -> Void) {
+        let parts = count < 65536 ? 1 : max(1, parallelism)
+        Parallel.run(parts) { p in body((p * count / parts)..<((p + 1) * count / parts)) }
+    }
 }
 
 /// Stochastic gradient descent with classical momentum and L2 weight decay, as `torch.optim.SGD`
@@ -10,7 +20,9 @@ public final class SGD: Optimizer {
     public var learningRate: Float
     public let momentum: Float
     public let weightDecay: Float
+    public var parallelism = 1
     private var velocity: [Float] = []
+    private var started = false
 
     public init(learningRate: Float, momentum: Float = 0, weightDecay: Float = 0) {
         self.learningRate = learningRate
@@ -22,16 +34,21 @@ public final class SGD: Optimizer {
         let n = parameters.count, p = parameters.values, g = parameters.gradients
         let lr = learningRate, mu = momentum, wd = weightDecay
         if mu == 0 {
-            for i in 0..<n { p[i] -= lr * (g[i] + wd * p[i]) }
+            forEachRange(n) { r in for i in r { p[i] -= lr * (g[i] + wd * p[i]) } }
             return
         }
-        let first = velocity.isEmpty
-        if first { velocity = [Float](repeating: 0, count: n) }
-        velocity.withUnsafeMutableBufferPointer { v in
-            for i in 0..<n {
-                let grad = g[i] + wd * p[i]
-                v[i] = first ? grad : mu * v[i] + grad  // PyTorch starts the buffer at the first gradient
-                p[i] -= lr * v[i]
+        if velocity.isEmpty { velocity = [Float](repeating: 0, count: n) }
+        // PyTorch starts the momentum buffer at the first gradient: v = 0·v + g on step one
+        let keep: Float = started ? mu : 0
+        started = true
+        velocity.withUnsafeMutableBufferPointer { vb in
+            let v = vb.baseAddress!
+            forEachRange(n) { r in
+                for i in r {
+                    let grad = g[i] + wd * p[i]
+                    v[i] = keep * v[i] + grad
+                    p[i] -= lr * v[i]
+                }
             }
         }
     }
@@ -41,6 +58,7 @@ public final class SGD: Optimizer {
 public final class Adam: Optimizer {
     public var learningRate: Float
     public let beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float
+    public var parallelism = 1
     private var m: [Float] = [], v: [Float] = []
     private var t = 0
 
@@ -62,13 +80,16 @@ public final class Adam: Optimizer {
         let b1 = beta1, b2 = beta2, eps = epsilon, wd = weightDecay
         let c1 = 1 - powf(b1, Float(t)), c2 = 1 - powf(b2, Float(t))
         let stepSize = learningRate / c1, invSqrtC2 = 1 / c2.squareRoot()
-        m.withUnsafeMutableBufferPointer { m in
-            v.withUnsafeMutableBufferPointer { v in
-                for i in 0..<n {
-                    let grad = g[i] + wd * p[i]
-                    m[i] = b1 * m[i] + (1 - b1) * grad
-                    v[i] = b2 * v[i] + (1 - b2) * grad * grad
-                    p[i] -= stepSize * m[i] / (v[i].squareRoot() * invSqrtC2 + eps)
+        m.withUnsafeMutableBufferPointer { mb in
+            v.withUnsafeMutableBufferPointer { vb in
+                let m = mb.baseAddress!, v = vb.baseAddress!
+                forEachRange(n) { r in
+                    for i in r {
+                        let grad = g[i] + wd * p[i]
+                        m[i] = b1 * m[i] + (1 - b1) * grad
+                        v[i] = b2 * v[i] + (1 - b2) * grad * grad
+                        p[i] -= stepSize * m[i] / (v[i].squareRoot() * invSqrtC2 + eps)
+                    }
                 }
             }
         }

@@ -115,6 +115,7 @@ public final class Trainer {
         self.shuffler = SeededGenerator(seed: options.seed, stream: "shuffle")
         let count = max(1, options.lanes ?? Trainer.cores)
         lanes = (0..<count).map { $0 == 0 ? Lane(model) : Lane(model.replica()) }
+        optimizer.parallelism = count
         for (i, lane) in lanes.enumerated() { lane.model.reseedDropout(options.seed &+ UInt64(i) &* 0x9E37_79B9) }
     }
 

@@ -54,6 +54,28 @@ final class LayerSemanticsTests: XCTestCase {
         }
     }
 
+    /// mnist-cnn pools before its second ReLU; that must be the same function, with the same
+    /// gradients, as PyTorch's ReLU-then-pool, including windows whose values are all ≤ 0.
+    func testPoolThenReLUEqualsReLUThenPool() {
+        var g = SeededGenerator(seed: 21)
+        let shape = [2, 6, 6, 3]
+        var x = (0..<216).map { _ in g.nextUnitFloat() * 2 - 1 }
+        for i in 0..<36 { x[i] = -abs(x[i]) - 0.1 }  // whole non-positive windows
+        let dyValues = (0..<54).map { _ in g.nextUnitFloat() - 0.5 }
+        func run(_ layers: [Layer]) -> (y: [Float], dx: [Float]) {
+            var t = Tensor(shape: shape, values: x)
+            for l in layers { t = l.forward(t, training: true) }
+            let y = t.array
+            var d: Tensor = Tensor(shape: t.shape, values: dyValues)
+            for l in layers.reversed() { d = l.backward(d, inputGradient: true)! }
+            return (y, d.array)
+        }
+        let pytorch = run([ReLU(), MaxPool2D()]), fedpi = run([MaxPool2D(), ReLU()])
+        XCTAssertEqual(pytorch.y, fedpi.y)
+        XCTAssertEqual(pytorch.dx, fedpi.dx)
+        XCTAssertGreaterThan(fedpi.dx.filter { $0 != 0 }.count, 10)
+    }
+
     func testFlattenUsesPyTorchChannelMajorOrder() {
         // NHWC value encodes (h, w, c); the flat vector must be ordered c, h, w
         let h = 2, w = 3, c = 4
