@@ -9,6 +9,8 @@ public final class ReLU: Layer {
 
     public func replica() -> Layer { ReLU(name) }
 
+    public var readsOutputInBackward: Bool { true }
+
     public func outputShape(forInput shape: [Int]) throws -> [Int] { shape }
 
     public func forward(_ input: Tensor, training: Bool) -> Tensor {

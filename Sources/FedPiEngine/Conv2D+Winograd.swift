@@ -5,7 +5,7 @@
 /// is summation order. Tensors are NHWC; all loops over channels are contiguous.
 enum Winograd {
     /// Floats of V and M scratch per chunk of samples; a memory/speed knob.
-    static let budget = 1 << 20
+    static let budget = 1 << 19
 
     /// U[ξ][in][out] = G · g · Gᵀ for every (out, in) filter of a PyTorch (OC, C, 3, 3) weight.
     /// `forInputGradient`: build the filters of the adjoint (full) convolution instead, whose

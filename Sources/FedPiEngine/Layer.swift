@@ -21,11 +21,18 @@ public protocol Layer: AnyObject {
     func backward(_ gradOutput: Tensor, inputGradient: Bool) -> Tensor?
     /// A new layer with the same configuration and its own buffers (for one more core to train on).
     func replica() -> Layer
+    /// True when `backward` reads this layer's own forward output (ReLU reads its sign).
+    var readsOutputInBackward: Bool { get }
+    /// Told by the model whether `backward` may overwrite the input tensor (when the layer that
+    /// produced it will not read it again). Layers that can use this to save memory do.
+    func allowInputReuse(_ allowed: Bool)
 }
 
 extension Layer {
     public var parameterRequests: [ParameterRequest] { [] }
     public func bind(store: ParameterStore, offsets: [Int]) {}
+    public var readsOutputInBackward: Bool { false }
+    public func allowInputReuse(_ allowed: Bool) {}
 }
 
 /// A network description that cannot be built, with the reason.

@@ -53,6 +53,8 @@ public final class Model: @unchecked Sendable {
         }
         parameters = sharing.map { ParameterStore(sharingValuesOf: $0) } ?? ParameterStore(entries: entries)
         for (layer, offsets) in zip(layers, offsetsPerLayer) { layer.bind(store: parameters, offsets: offsets) }
+        // The model's input belongs to the caller; every other input belongs to the layer before.
+        for (i, layer) in layers.enumerated() { layer.allowInputReuse(i > 0 && !layers[i - 1].readsOutputInBackward) }
     }
 
     /// A second copy of the network that shares this model's parameter values but has its own

@@ -49,6 +49,9 @@ struct Train: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Evaluate on at most this many test samples.", valueName: "n"))
     var testLimit: Int?
 
+    @Option(help: "Samples each core pushes through the network at once; smaller uses less memory.")
+    var microBatch: Int = 16
+
     @Option(help: "Samples per evaluation batch.")
     var evalBatchSize: Int = 1000
 
@@ -67,6 +70,7 @@ struct Train: AsyncParsableCommand {
     func validate() throws {
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        guard microBatch >= 1 else { throw ValidationError("--micro-batch must be at least 1") }
         guard evalBatchSize >= 1 else { throw ValidationError("--eval-batch-size must be at least 1") }
         guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
         guard ["sgd", "adam"].contains(optimizer) else { throw ValidationError("--optimizer must be sgd or adam") }
@@ -95,7 +99,7 @@ struct Train: AsyncParsableCommand {
         let trainer = Trainer(
             model: net,
             options: TrainingOptions(epochs: epochs, batchSize: batchSize, learningRate: lr, optimizer: choice,
-                                     weightDecay: weightDecay, seed: seed, lanes: threads))
+                                     weightDecay: weightDecay, seed: seed, lanes: threads, microBatch: microBatch))
         print("model \(model): \(net.parameterCount) parameters; training on \(indices.count) of \(train.count) samples"
               + (classes.map { " (classes \($0))" } ?? "") + ", \(epochs) epoch(s), batch \(batchSize), \(optimizer) lr \(lr), "
               + "\(GEMM.threads) thread(s)")
