@@ -76,15 +76,46 @@ final class LayerGradientTests: XCTestCase {
         XCTAssertEqual(r.correct, 1)
     }
 
-    /// A whole small network, gradient of the real loss with respect to every parameter tensor.
+    /// A whole small network, gradient of the real loss with respect to every parameter.
     func testWholeNetworkThroughLoss() throws {
-        let model = try Model(
-            id: "tiny", inputShape: [6, 6, 1], classes: 3, normalization: .init(mean: 0, std: 1),
-            layers: [
-                Conv2D("conv1", inputChannels: 1, outputChannels: 2, kernelSize: 3, padding: .same),
-                ReLU(), MaxPool2D(), Conv2D("conv2", inputChannels: 2, outputChannels: 3, kernelSize: 2),
-                Flatten(), Dense("fc", inputs: 12, outputs: 3),
-            ], seed: 4)
+        try checkWholeNetwork([
+            Conv2D("conv1", inputChannels: 1, outputChannels: 2, kernelSize: 3, padding: .same),
+            ReLU(), MaxPool2D(), Conv2D("conv2", inputChannels: 2, outputChannels: 3, kernelSize: 2),
+            Flatten(), Dense("fc", inputs: 12, outputs: 3),
+        ])
+    }
+
+    /// Pooling straight after a convolution writes its gradient over the convolution's output
+    /// (mnist-cnn's conv2 → pool → ReLU); Winograd conv with 8 channels on the way.
+    func testWholeNetworkWithPoolReusingItsInput() throws {
+        try checkWholeNetwork([
+            Conv2D("conv1", inputChannels: 1, outputChannels: 8, kernelSize: 3, padding: .same), ReLU(),
+            Conv2D("conv2", inputChannels: 8, outputChannels: 8, kernelSize: 3, padding: .same),
+            MaxPool2D(), ReLU(), Flatten(), Dense("fc", inputs: 72, outputs: 3),
+        ], probes: 200, step: 2e-4)
+    }
+
+    /// Overwriting the input in max-pool backward changes nothing in the results.
+    func testPoolInputReuseGivesIdenticalGradients() throws {
+        func gradients(reuse: Bool) throws -> [Float] {
+            let pool = MaxPool2D()
+            let model = try Model(id: "t", inputShape: [6, 6, 1], classes: 3, normalization: .init(mean: 0, std: 1), layers: [
+                Conv2D("conv1", inputChannels: 1, outputChannels: 4, kernelSize: 3, padding: .same), pool, ReLU(),
+                Flatten(), Dense("fc", inputs: 36, outputs: 3),
+            ], seed: 3)
+            pool.allowInputReuse(reuse)
+            var g = SeededGenerator(seed: 1)
+            let logits = model.forward(Tensor(shape: [2, 6, 6, 1], values: (0..<72).map { _ in g.nextUnitFloat() - 0.5 }), training: true)
+            let grad = Tensor(shape: [0])
+            _ = [Int32(1), 2].withUnsafeBufferPointer { SoftmaxCrossEntropy.evaluate(logits: logits, labels: $0, gradient: grad) }
+            model.backward(grad)
+            return model.parameters.flatValues + Array(UnsafeBufferPointer(start: model.parameters.gradients, count: model.parameterCount))
+        }
+        XCTAssertEqual(try gradients(reuse: true), try gradients(reuse: false))
+    }
+
+    private func checkWholeNetwork(_ layers: [Layer], probes: Int = .max, step h: Float = 1e-3, file: StaticString = #filePath, line: UInt = #line) throws {
+        let model = try Model(id: "tiny", inputShape: [6, 6, 1], classes: 3, normalization: .init(mean: 0, std: 1), layers: layers, seed: 4)
         var g = SeededGenerator(seed: 10)
         let x = (0..<(2 * 36)).map { _ in g.nextUnitFloat() * 2 - 1 }
         let labels: [Int32] = [2, 0]
@@ -97,9 +128,10 @@ final class LayerGradientTests: XCTestCase {
         _ = labels.withUnsafeBufferPointer { SoftmaxCrossEntropy.evaluate(logits: logits, labels: $0, gradient: grad) }
         model.backward(grad)
         let analytic = Array(UnsafeBufferPointer(start: model.parameters.gradients, count: model.parameterCount))
-        let p = model.parameters.values, h: Float = 1e-3
+        let p = model.parameters.values
+        let step = max(1, model.parameterCount / min(probes, model.parameterCount))
         var checked = 0
-        for i in 0..<model.parameterCount {
+        for i in stride(from: 0, to: model.parameterCount, by: step) {
             let saved = p[i]
             p[i] = saved + h
             let plus = loss()
@@ -107,9 +139,10 @@ final class LayerGradientTests: XCTestCase {
             let minus = loss()
             p[i] = saved
             let numeric = Float((plus - minus) / Double(2 * h))
-            XCTAssertEqual(analytic[i], numeric, accuracy: 2e-3 * max(1, abs(numeric)), "parameter \(i)")
+            XCTAssertEqual(analytic[i], numeric, accuracy: 2e-3 * max(1, abs(numeric)), "parameter \(i)", file: file, line: line)
             checked += 1
         }
-        XCTAssertEqual(checked, 2 * 9 + 2 + 3 * 2 * 4 + 3 + 12 * 3 + 3)
+        XCTAssertGreaterThan(checked, min(probes, model.parameterCount) / 2, file: file, line: line)
+        XCTAssertGreaterThan(analytic.filter { $0 != 0 }.count, model.parameterCount / 2, "most gradients are zero", file: file, line: line)
     }
 }
