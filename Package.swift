@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "fedpi", targets: ["fedpi"]),
         .library(name: "FedPiEngine", targets: ["FedPiEngine"]),
         .library(name: "FedPiData", targets: ["FedPiData"]),
+        .library(name: "FedPiWire", targets: ["FedPiWire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -23,16 +24,19 @@ let package = Package(
         .systemLibrary(
             name: "CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "CHalf", cSettings: [.unsafeFlags(["-O2"])]),
         .target(name: "FedPiEngine", dependencies: ["CBLAS"], swiftSettings: optimized),
+        .target(name: "FedPiWire", dependencies: ["FedPiEngine", "CHalf", "CZlib"], swiftSettings: optimized),
         .target(name: "FedPiData", dependencies: ["CZlib", "FedPiEngine"], swiftSettings: optimized),
         .executableTarget(
             name: "fedpi",
             dependencies: [
-                "FedPiEngine", "FedPiData",
+                "FedPiEngine", "FedPiData", "FedPiWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(name: "FedPiTesting", dependencies: ["FedPiData", "CZlib"], path: "Tests/FedPiTesting"),
         .testTarget(name: "FedPiEngineTests", dependencies: ["FedPiEngine", "FedPiData", "FedPiTesting"]),
+        .testTarget(name: "FedPiWireTests", dependencies: ["FedPiWire", "CHalf", "FedPiTesting"]),
         .testTarget(name: "FedPiDataTests", dependencies: ["FedPiData", "FedPiTesting"]),
         .testTarget(name: "fedpiTests", dependencies: ["fedpi", "FedPiTesting"]),
     ]

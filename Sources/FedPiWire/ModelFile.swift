@@ -1,0 +1,140 @@
+import FedPiEngine
+
+/// How parameter values travel: f32 (exact), f16 (the wire default, half the bytes), i8 (a quarter,
+/// one scale per tensor, stochastic rounding).
+public enum Encoding: String, Sendable, CaseIterable {
+    case f32, f16, i8
+
+    var dtype: DType {
+        switch self {
+        case .f32: return .f32
+        case .f16: return .f16
+        case .i8: return .i8
+        }
+    }
+}
+
+/// Whether a file holds model weights or an update relative to a global model (`delta = local − global`).
+public enum ContentKind: String, Sendable { case weights, delta }
+
+/// FedPi's metadata on a model or update file (all of it also readable as plain safetensors metadata).
+public struct ModelFileHeader: Sendable, Equatable {
+    public var model: String
+    public var layout: String
+    public var round: Int
+    public var examples: Int
+    public var encoding: Encoding
+    public var kind: ContentKind
+}
+
+/// Model weights and updates as safetensors files with FedPi metadata: `format`, `model`, `layout`
+/// (a hash of names and shapes), `round`, `examples`, `encoding`, `kind`, `checksum` (CRC-32 of the
+/// data) and `scale.<tensor>` for i8 tensors. Tensor names and shapes are PyTorch's.
+public enum ModelFile {
+    public static let format = "fedpi/1"
+
+    /// FNV-1a 64 of "name:d0xd1x…;" over the layout, as 16 hex digits.
+    public static func layoutHash(_ layout: [ParameterInfo]) -> String {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for e in layout {
+            for b in "\(e.name):\(e.shape.map(String.init).joined(separator: "x"));".utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        }
+        let s = String(h, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+    }
+
+    /// Encodes `values` (laid out as `layout`, f32) with the given encoding.
+    public static func encode(_ values: UnsafeBufferPointer<Float>, layout: [ParameterInfo], model: String, encoding: Encoding,
+                              kind: ContentKind = .weights, round: Int = 0, examples: Int = 0, seed: UInt64 = 0) -> [UInt8] {
+        var g = SeededGenerator(seed: seed, stream: "i8.rounding")
+        var metadata: [String: String] = [
+            "format": format, "model": model, "layout": layoutHash(layout), "round": String(round),
+            "examples": String(examples), "encoding": encoding.rawValue, "kind": kind.rawValue,
+        ]
+        var tensors: [(name: String, dtype: DType, shape: [Int], data: [UInt8])] = []
+        for e in layout {
+            let slice = UnsafeBufferPointer(rebasing: values[e.offset..<(e.offset + e.count)])
+            let data: [UInt8]
+            switch encoding {
+            case .f32: data = Codecs.f32Bytes(slice)
+            case .f16: data = Codecs.f16Bytes(slice)
+            case .i8:
+                let (bytes, scale) = Codecs.i8Bytes(slice, using: &g)
+                data = bytes
+                metadata["scale." + e.name] = scale.description
+            }
+            tensors.append((e.name, encoding.dtype, e.shape, data))
+        }
+        metadata["checksum"] = Codecs.crc32Hex(tensors.map { $0.data[...] })
+        return SafetensorsFile.encode(tensors, metadata: metadata)
+    }
+
+    /// Decodes and validates a file against the layout the receiver expects. Any file whose tensors
+    /// have the layout's names and shapes is accepted (a Python-written one too); FedPi metadata, when
+    /// present, must agree. Returns f32 values in layout order, all finite.
+    public static func decode(_ bytes: [UInt8], expecting layout: [ParameterInfo], model: String,
+                              limits: WireLimits = .init()) throws(WireError) -> (values: [Float], header: ModelFileHeader) {
+        let file = try SafetensorsFile.decode(bytes, limits: limits)
+        let m = file.metadata
+        if let other = m["model"], other != model { throw WireError("file is for model \(other), expected \(model)") }
+        if let f = m["format"], f != format { throw WireError("format \(f) is not \(format)") }
+        let hash = layoutHash(layout)
+        if let l = m["layout"], l != hash { throw WireError("parameter layout \(l) differs from \(model)'s \(hash)") }
+        if let c = m["checksum"] {
+            let actual = Codecs.crc32Hex([file.payload])
+            guard c == actual else { throw WireError("checksum mismatch: metadata says \(c), data has \(actual)") }
+        }
+        let encoding = try m["encoding"].map { (e: String) throws(WireError) -> Encoding in
+            guard let v = Encoding(rawValue: e) else { throw WireError("unknown encoding \(e)") }
+            return v
+        } ?? .f32
+        let kind = try m["kind"].map { (k: String) throws(WireError) -> ContentKind in
+            guard let v = ContentKind(rawValue: k) else { throw WireError("unknown kind \(k)") }
+            return v
+        } ?? .weights
+        func number(_ key: String) throws(WireError) -> Int {
+            guard let s = m[key] else { return 0 }
+            guard let v = Int(s), v >= 0 else { throw WireError("metadata \(key)=\(s) is not a non-negative integer") }
+            return v
+        }
+        let header = ModelFileHeader(model: model, layout: hash, round: try number("round"), examples: try number("examples"),
+                                     encoding: encoding, kind: kind)
+
+        let expectedNames = Set(layout.map(\.name))
+        if let extra = file.tensors.first(where: { !expectedNames.contains($0.name) }) {
+            throw WireError("unexpected tensor \(extra.name) for model \(model)")
+        }
+        var values = [Float](repeating: 0, count: layout.last.map { $0.offset + $0.count } ?? 0)
+        try values.withUnsafeMutableBufferPointer { (out: inout UnsafeMutableBufferPointer<Float>) throws(WireError) in
+            for e in layout {
+                guard let t = file.tensor(e.name) else { throw WireError("missing tensor \(e.name) of model \(model)") }
+                guard t.shape == e.shape else {
+                    throw WireError("tensor \(e.name) has shape \(t.shape), expected \(e.shape) (model \(model))")
+                }
+                try floatValues(of: t, in: file, into: out.baseAddress! + e.offset)
+                for i in e.offset..<(e.offset + e.count) where !out[i].isFinite {
+                    throw WireError("tensor \(e.name) holds \(out[i]) at index \(i - e.offset); values must be finite")
+                }
+            }
+        }
+        return (values, header)
+    }
+
+    /// Converts one tensor of any supported dtype to f32 (i8 needs its `scale.<name>` metadata).
+    public static func floatValues(of t: TensorRecord, in file: SafetensorsFile, into out: UnsafeMutablePointer<Float>) throws(WireError) {
+        let bytes = file.bytes(of: t)
+        switch t.dtype {
+        case .f32: Codecs.floats(fromF32: bytes, into: out)
+        case .f16: Codecs.floats(fromF16: bytes, into: out)
+        case .bf16: Codecs.floats(fromBF16: bytes, into: out)
+        case .u8:
+            var i = 0
+            for b in bytes { out[i] = Float(b); i += 1 }
+        case .i8:
+            guard let s = file.metadata["scale." + t.name], let scale = Float(s), scale.isFinite, scale >= 0 else {
+                throw WireError("i8 tensor \(t.name) has no valid scale.\(t.name) in the metadata")
+            }
+            Codecs.floats(fromI8: bytes, scale: scale, into: out)
+        }
+    }
+}

@@ -1,0 +1,112 @@
+import FedPiEngine
+import XCTest
+
+@testable import FedPiWire
+
+final class ModelFileTests: XCTestCase {
+    let model = try! ModelZoo.make("mnist-cnn", seed: 3)
+    var layout: [ParameterInfo] { model.parameters.entries }
+    lazy var values: [Float] = model.parameters.flatValues
+
+    func encode(_ encoding: Encoding, _ v: [Float]? = nil, kind: ContentKind = .weights, seed: UInt64 = 0) -> [UInt8] {
+        (v ?? values).withUnsafeBufferPointer {
+            ModelFile.encode($0, layout: layout, model: "mnist-cnn", encoding: encoding, kind: kind, round: 7, examples: 1234, seed: seed)
+        }
+    }
+
+    func assertRejects(_ bytes: [UInt8], _ text: String, line: UInt = #line) {
+        XCTAssertThrowsError(try ModelFile.decode(bytes, expecting: layout, model: "mnist-cnn"), line: line) { error in
+            XCTAssertTrue(String(describing: error).contains(text), "'\(error)' lacks '\(text)'", line: line)
+        }
+    }
+
+    func testF32RoundTripIsExactAndCarriesMetadata() throws {
+        let (back, header) = try ModelFile.decode(encode(.f32, kind: .delta), expecting: layout, model: "mnist-cnn")
+        XCTAssertEqual(back, values)
+        XCTAssertEqual(header.round, 7)
+        XCTAssertEqual(header.examples, 1234)
+        XCTAssertEqual(header.encoding, .f32)
+        XCTAssertEqual(header.kind, .delta)
+    }
+
+    func testF16AndI8ErrorsAreBounded() throws {
+        let v = values
+        let (h, _) = try ModelFile.decode(encode(.f16), expecting: layout, model: "mnist-cnn")
+        for (a, b) in zip(v, h) { XCTAssertLessThanOrEqual(abs(a - b), max(abs(a) * 0x1p-11, 0x1p-25)) }
+        let (q, _) = try ModelFile.decode(encode(.i8), expecting: layout, model: "mnist-cnn")
+        for e in layout {
+            let part = v[e.offset..<(e.offset + e.count)]
+            let scale = part.map(abs).max()! / 127
+            for i in part.indices { XCTAssertLessThanOrEqual(abs(v[i] - q[i]), scale * 1.0001) }
+        }
+    }
+
+    /// Stochastic rounding is unbiased: the mean of many i8 encodings approaches the value.
+    func testI8StochasticRoundingIsUnbiased() throws {
+        let small = try ModelZoo.make("mnist-mlp", seed: 1)
+        let lay = small.parameters.entries, v = small.parameters.flatValues
+        let e = lay[0], probe = e.offset..<(e.offset + 20_000)  // part of fc1.weight
+        var mean = [Double](repeating: 0, count: v.count)
+        let runs = 100
+        for s in 0..<runs {
+            let bytes = v.withUnsafeBufferPointer { ModelFile.encode($0, layout: lay, model: "mnist-mlp", encoding: .i8, seed: UInt64(s)) }
+            let (q, _) = try ModelFile.decode(bytes, expecting: lay, model: "mnist-mlp")
+            for i in probe { mean[i] += Double(q[i]) / Double(runs) }
+        }
+        let scale = Double(v[e.offset..<(e.offset + e.count)].map(abs).max()! / 127)
+        var worstBias = 0.0
+        for i in probe { worstBias = max(worstBias, abs(mean[i] - Double(v[i]))) }
+        XCTAssertLessThan(worstBias, scale * 0.3)  // ≈ 6 standard errors of a 100-sample mean
+        let total = probe.reduce(0.0) { $0 + mean[$1] - Double(v[$1]) } / Double(probe.count)
+        XCTAssertLessThan(abs(total), scale * 0.01)
+    }
+
+    func testSizes() {
+        let f32 = encode(.f32).count, f16 = encode(.f16).count, i8 = encode(.i8).count
+        let payload = model.parameterCount * 4
+        XCTAssertLessThan(f32 - payload, 2048, "header stays small")
+        XCTAssertLessThanOrEqual(Double(f16), 0.5 * Double(payload) + 2048)
+        XCTAssertLessThanOrEqual(Double(i8), 0.26 * Double(f32))
+    }
+
+    func testRejectsWrongModelShapesNamesAndValues() {
+        // a tensor with the wrong shape: mnist-mlp's file offered as mnist-cnn
+        let mlp = try! ModelZoo.make("mnist-mlp")
+        let other = mlp.parameters.flatValues.withUnsafeBufferPointer {
+            ModelFile.encode($0, layout: mlp.parameters.entries, model: "mnist-mlp", encoding: .f16)
+        }
+        assertRejects(other, "file is for model mnist-mlp, expected mnist-cnn")
+        // names and shapes only (no FedPi metadata), as a Python writer would produce
+        func plain(_ tensors: [(String, [Int])]) -> [UInt8] {
+            SafetensorsFile.encode(tensors.map { ($0.0, DType.f32, $0.1, [UInt8](repeating: 0, count: $0.1.reduce(1, *) * 4)) }, metadata: [:])
+        }
+        var shapes = layout.map { ($0.name, $0.shape) }
+        XCTAssertNoThrow(try ModelFile.decode(plain(shapes), expecting: layout, model: "mnist-cnn"))
+        shapes[2].1 = [64, 32, 5, 5]
+        assertRejects(plain(shapes), "tensor conv2.weight has shape [64, 32, 5, 5], expected [64, 32, 3, 3]")
+        assertRejects(plain(Array(layout.map { ($0.name, $0.shape) }.dropLast())), "missing tensor fc2.bias")
+        assertRejects(plain(layout.map { ($0.name, $0.shape) } + [("extra", [1])]), "unexpected tensor extra")
+
+        for bad in [Float.nan, .infinity, -.infinity] {
+            var v = values
+            v[100] = bad
+            assertRejects(encode(.f32, v), "values must be finite")
+            assertRejects(encode(.f16, v), "values must be finite")
+        }
+        var big = values
+        big[5] = 1e6  // beyond f16's range: becomes inf on the wire, rejected on arrival
+        assertRejects(encode(.f16, big), "values must be finite")
+    }
+
+    func testChecksumAndScaleAreVerified() {
+        var bytes = encode(.f16)
+        bytes[bytes.count - 3] ^= 0x40
+        assertRejects(bytes, "checksum mismatch")
+        // i8 without its scale: drop scale.* keys by rewriting the file
+        let f = try! SafetensorsFile.decode(encode(.i8))
+        var meta = f.metadata.filter { !$0.key.hasPrefix("scale.") }
+        meta["checksum"] = nil
+        let rebuilt = SafetensorsFile.encode(f.tensors.map { ($0.name, $0.dtype, $0.shape, Array(f.bytes(of: $0))) }, metadata: meta)
+        assertRejects(rebuilt, "has no valid scale")
+    }
+}
