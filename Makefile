@@ -14,9 +14,11 @@ build: deps
 run: build
 	.build/release/fedpi train --data $(DATA) --model mnist-cnn --epochs 1 --batch-size 64 --lr 0.01
 
-# The suite is XCTest; the Swift Testing runner is switched off so the log ends with XCTest's summary.
+# The Swift suite (XCTest; the Swift Testing runner is off so the log holds XCTest's summary), then
+# the Python interop check (installs safetensors + numpy from PyPI into .build/pyenv).
 test: deps
 	$(SWIFT) test --disable-swift-testing
+	./scripts/interop.sh
 
 # FedPi vs PyTorch on this machine (installs PyTorch from PyPI into bench/.venv).
 bench: build

@@ -6,6 +6,12 @@ public struct ParameterInfo: Sendable, Equatable {
     public let shape: [Int]
     public let offset: Int
     public var count: Int { shape.reduce(1, *) }
+
+    public init(name: String, shape: [Int], offset: Int) {
+        self.name = name
+        self.shape = shape
+        self.offset = offset
+    }
 }
 
 /// What a layer asks for: a parameter of a shape and how to initialise it.

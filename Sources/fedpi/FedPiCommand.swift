@@ -6,11 +6,11 @@ struct FedPiCommand: AsyncParsableCommand {
         commandName: "fedpi",
         abstract: "FedPi: federated learning for fleets of small Linux boards.",
         discussion: """
-            Train a model on MNIST-format data on this machine, or look at a data set.
+            Train a model on MNIST-format data on this machine, look at a data set, or inspect and convert model files.
             Data sets are folders of IDX files (raw or .gz), e.g. Fashion-MNIST from the Debian package
             dataset-fashion-mnist in /usr/share/datasets/fashion-mnist (the default).
             """,
-        subcommands: [Train.self, DataCommand.self])
+        subcommands: [Train.self, DataCommand.self, ModelCommand.self])
 }
 
 struct DataCommand: ParsableCommand {

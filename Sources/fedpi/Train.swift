@@ -1,6 +1,7 @@
 import ArgumentParser
 import FedPiData
 import FedPiEngine
+import FedPiWire
 
 /// Options shared by commands that read a data set.
 struct DataOptions: ParsableArguments {
@@ -64,6 +65,15 @@ struct Train: AsyncParsableCommand {
     @Flag(help: "Print the time spent in each layer's forward and backward pass.")
     var profile = false
 
+    @Option(name: .customLong("init"), help: ArgumentHelp("Start from the weights in this safetensors file (FedPi's or PyTorch's names and shapes).", valueName: "file"))
+    var initFrom: String?
+
+    @Option(help: ArgumentHelp("Save the trained weights to this safetensors file (loads in PyTorch with load_state_dict).", valueName: "file"))
+    var save: String?
+
+    @Option(help: "Encoding of the saved file: f32, f16 or i8.")
+    var saveEncoding: String = "f32"
+
     @Flag(help: "End with one JSON line of the results (for scripts and benchmarks).")
     var json = false
 
@@ -76,6 +86,7 @@ struct Train: AsyncParsableCommand {
         guard ["sgd", "adam"].contains(optimizer) else { throw ValidationError("--optimizer must be sgd or adam") }
         guard ModelZoo.names.contains(model) else { throw ValidationError(ModelZoo.UnknownModel(name: model).description) }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        guard Encoding(rawValue: saveEncoding) != nil else { throw ValidationError("--save-encoding must be f32, f16 or i8") }
         if let testLimit, testLimit < 1 { throw ValidationError("--test-limit must be at least 1") }
     }
 
@@ -95,6 +106,11 @@ struct Train: AsyncParsableCommand {
         guard !indices.isEmpty else { throw ValidationError("no training samples of classes \(classes ?? "")") }
 
         let net = try ModelZoo.make(model, seed: seed)
+        if let initFrom {
+            let (values, _) = try ModelFile.decode(try FileIO.read(initFrom), expecting: net.parameters.entries, model: model)
+            net.parameters.load(values)
+            print("initial weights from \(initFrom)")
+        }
         let choice: OptimizerChoice = optimizer == "adam" ? .adam : .sgd(momentum: momentum)
         let trainer = Trainer(
             model: net,
@@ -138,6 +154,14 @@ struct Train: AsyncParsableCommand {
             if let testLimit { all = Array(all.prefix(testLimit)) }
             let overall = try Trainer.evaluate(net, on: test, indices: all, batchSize: evalBatchSize, lanes: threads)
             print("test accuracy (all classes): \(Format.percent(overall.accuracy)) on \(overall.count) samples")
+        }
+        if let save {
+            let bytes = net.parameters.flatValues.withUnsafeBufferPointer {
+                ModelFile.encode($0, layout: net.parameters.entries, model: model, encoding: Encoding(rawValue: saveEncoding)!,
+                                 examples: indices.count * epochs, seed: seed)
+            }
+            try FileIO.writeAtomically(bytes, to: save)
+            print("saved \(save) (\(saveEncoding), \(bytes.count) bytes)")
         }
         let peak = ProcessInfoLite.peakResidentBytes
         print("peak memory: \(Format.mebibytes(peak))")
