@@ -22,10 +22,13 @@ def main():
     a = ap.parse_args()
     common = ["--epochs", "1", "--batch-size", "64", "--lr", "0.01", "--eval-batch-size", "1000"]
     runs = {"fedpi": [], "pytorch": []}
+    os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
     for seed in range(1, a.seeds + 1):
         f = [a.fedpi, "train", "--data", a.data, "--json", "--seed", str(seed), "--momentum", "0.9"] + common
         t = [sys.executable, os.path.join(HERE, "torch_mnist_cnn.py"), "--data", a.data, "--seed", str(seed),
              "--momentum", "0.9", "--threads", "2"] + common
+        if seed == 1:
+            f += ["--save", os.path.join(HERE, "out", "fedpi-mnist-cnn.safetensors")]
         if a.limit:
             f += ["--limit", str(a.limit)]
             t += ["--limit", str(a.limit)]
@@ -51,6 +54,10 @@ def main():
     if a.seeds > 1:
         for name in runs:
             print(f"{name} accuracies: " + ", ".join(f"{r['test_accuracy']:.2%}" for r in runs[name]))
+    # the seed-1 FedPi model, loaded by PyTorch as a state_dict
+    saved = os.path.join(HERE, "out", "fedpi-mnist-cnn.safetensors")
+    print(f"FedPi seed-1 test accuracy {runs['fedpi'][0]['test_accuracy']:.2%}; " + subprocess.run(
+        [sys.executable, os.path.join(HERE, "torch_load.py"), saved, a.data], check=True, capture_output=True, text=True).stdout.strip())
 
 
 if __name__ == "__main__":

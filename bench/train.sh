@@ -8,10 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 swift build -c release --product fedpi 2>&1 | grep -E "error|warning: unre|Compiling|Build" | tail -2 >&2 || true
-if [ ! -x bench/.venv/bin/python ] || ! bench/.venv/bin/python -c "import torch, numpy" 2>/dev/null; then
-  echo "installing PyTorch and numpy from PyPI into bench/.venv (one time, large download)" >&2
+if [ ! -x bench/.venv/bin/python ] || ! bench/.venv/bin/python -c "import torch, numpy, safetensors" 2>/dev/null; then
+  echo "installing PyTorch, numpy and safetensors from PyPI into bench/.venv (one time, large download)" >&2
   python3 -m venv bench/.venv
-  bench/.venv/bin/pip install -q torch numpy
+  bench/.venv/bin/pip install -q torch numpy safetensors
 fi
 exec bench/.venv/bin/python bench/compare.py --fedpi .build/release/fedpi --seeds "${SEEDS:-1}" --limit "${LIMIT:-0}" \
   --data "${DATA:-/usr/share/datasets/fashion-mnist}"

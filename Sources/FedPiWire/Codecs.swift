@@ -7,9 +7,14 @@ public enum Codecs {
     /// f32 → little-endian binary16 bytes (round to nearest even), ≥ 1 G elements/s with F16C or on arm64.
     public static func f16Bytes(_ values: UnsafeBufferPointer<Float>) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: values.count * 2) { out, n in
-            out.withMemoryRebound(to: UInt16.self) { fedpi_f32_to_f16(values.baseAddress, $0.baseAddress, values.count) }
+            out.withMemoryRebound(to: UInt16.self) { f16(values, into: $0.baseAddress!) }
             n = values.count * 2
         }
+    }
+
+    /// f32 → binary16 into a caller's buffer of `values.count` halves.
+    public static func f16(_ values: UnsafeBufferPointer<Float>, into out: UnsafeMutablePointer<UInt16>) {
+        fedpi_f32_to_f16(values.baseAddress, out, values.count)
     }
 
     public static func floats(fromF16 bytes: ArraySlice<UInt8>, into out: UnsafeMutablePointer<Float>) {

@@ -5,7 +5,7 @@ import FedPiWire
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model", abstract: "Inspect and convert model and update files (safetensors).",
-        subcommands: [InspectModel.self, ConvertModel.self])
+        subcommands: [InspectModel.self, ConvertModel.self, BenchModel.self])
 }
 
 struct InspectModel: ParsableCommand {

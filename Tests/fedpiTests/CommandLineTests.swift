@@ -89,6 +89,37 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(truncated.stderr.contains(path) && truncated.stderr.contains("truncated"), truncated.stderr)
     }
 
+    func testSaveInspectConvertAndInit() throws {
+        let dir = IDXFixtures.syntheticDirectory(train: 300, test: 100, gzip: false)
+        let f32 = dir + "/m.safetensors", i8 = dir + "/m8.safetensors"
+        let trained = try fedpi("train", "--data", dir, "--model", "mnist-mlp", "--epochs", "4", "--save", f32, "--json")
+        XCTAssertEqual(trained.status, 0, trained.stderr)
+        func accuracy(_ o: Output) throws -> Double {
+            let json = try XCTUnwrap(o.stdout.split(separator: "\n").last { $0.hasPrefix("{") })
+            return (try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any])["test_accuracy"] as! Double
+        }
+        XCTAssertGreaterThan(try accuracy(trained), 0.9)
+        let inspect = try fedpi("model", "inspect", f32)
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        XCTAssertTrue(inspect.stdout.contains("fc1.weight") && inspect.stdout.contains("[200, 784]") && inspect.stdout.contains("model = mnist-mlp"), inspect.stdout)
+        let convert = try fedpi("model", "convert", "--to", "i8", f32, i8)
+        XCTAssertEqual(convert.status, 0, convert.stderr)
+        let sizes = try [f32, i8].map { try FileManager.default.attributesOfItem(atPath: $0)[.size] as! Int }
+        XCTAssertLessThanOrEqual(Double(sizes[1]), 0.26 * Double(sizes[0]))
+        // starting from the trained weights with a tiny learning rate keeps the accuracy
+        let resumed = try fedpi("train", "--data", dir, "--model", "mnist-mlp", "--init", i8, "--lr", "0.00001", "--limit", "32", "--json")
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("initial weights from"))
+        XCTAssertGreaterThan(try accuracy(resumed), try accuracy(trained) - 0.05)
+        // a corrupted file is refused with the reason
+        var bytes = IDXFixtures.read(f32)
+        bytes[bytes.count - 10] ^= 0xFF
+        IDXFixtures.write(bytes, to: f32)
+        let refused = try fedpi("train", "--data", dir, "--model", "mnist-mlp", "--init", f32)
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("checksum mismatch"), refused.stderr)
+    }
+
     func testHelpDescribesOptions() throws {
         let r = try fedpi("train", "--help")
         XCTAssertEqual(r.status, 0)
