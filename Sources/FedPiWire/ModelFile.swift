@@ -69,6 +69,18 @@ public enum ModelFile {
         return SafetensorsFile.encode(tensors, metadata: metadata)
     }
 
+    /// The update a worker sends when `kind` is `.delta`: local − global, elementwise.
+    public static func delta(_ local: [Float], from global: [Float]) -> [Float] {
+        precondition(local.count == global.count, "delta of different layouts")
+        return zip(local, global).map { $0 - $1 }
+    }
+
+    /// Adds a decoded delta back onto the global model it was taken against.
+    public static func apply(_ delta: [Float], to global: [Float]) -> [Float] {
+        precondition(delta.count == global.count, "delta of a different layout")
+        return zip(global, delta).map { $0 + $1 }
+    }
+
     /// Decodes and validates a file against the layout the receiver expects. Any file whose tensors
     /// have the layout's names and shapes is accepted (a Python-written one too); FedPi metadata, when
     /// present, must agree. Returns f32 values in layout order, all finite.

@@ -61,6 +61,24 @@ final class ModelFileTests: XCTestCase {
         XCTAssertLessThan(abs(total), scale * 0.01)
     }
 
+    /// A small update sent as an f16 delta is reconstructed far more precisely than the weights
+    /// themselves would be in f16: the rounding error scales with the delta, not the weight.
+    func testF16DeltaKeepsSmallUpdatesPrecise() throws {
+        var g = SeededGenerator(seed: 4)
+        let global = values
+        let local = global.map { $0 + (g.nextUnitFloat() - 0.5) * 1e-3 }
+        let d = ModelFile.delta(local, from: global)
+        let bytes = encode(.f16, d, kind: .delta)
+        let (decoded, header) = try ModelFile.decode(bytes, expecting: layout, model: "mnist-cnn")
+        XCTAssertEqual(header.kind, .delta)
+        let rebuilt = ModelFile.apply(decoded, to: global)
+        let deltaError = zip(rebuilt, local).map { abs($0 - $1) }.max()!
+        let (weightsF16, _) = try ModelFile.decode(encode(.f16, local), expecting: layout, model: "mnist-cnn")
+        let weightsError = zip(weightsF16, local).map { abs($0 - $1) }.max()!
+        XCTAssertLessThan(deltaError, 1e-6)
+        XCTAssertLessThan(deltaError * 10, weightsError)
+    }
+
     func testSizes() {
         let f32 = encode(.f32).count, f16 = encode(.f16).count, i8 = encode(.i8).count
         let payload = model.parameterCount * 4
