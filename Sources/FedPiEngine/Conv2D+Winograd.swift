@@ -128,47 +128,55 @@ enum Winograd {
                                         into dm: UnsafeMutablePointer<Float>) {
         let oc = s.outputs, t = samples.count * s.tilesPerSample, stride = t * oc
         let vectorEnd = oc - oc % 8
+        forEachOutputTile(samples, s) { tile, pixel, inX, inY in
+            let p00 = dy + pixel
+            let out = dm + tile * oc
+            var o = 0
+            @inline(__always) func tileAt(_ o: Int, _ e00: Lanes, _ e01: Lanes, _ e10: Lanes, _ e11: Lanes,
+                                          _ store: (Lanes, UnsafeMutablePointer<Float>) -> Void) {
+                // A e has rows (e0, e0+e1, e0−e1, −e1), each a 2-vector; then each row times Aᵀ
+                @inline(__always) func row(_ i: Int, _ f0: Lanes, _ f1: Lanes) {
+                    let base = out + o + i * 4 * stride
+                    store(f0, base)
+                    store(f0 + f1, base + stride)
+                    store(f0 - f1, base + 2 * stride)
+                    store(-f1, base + 3 * stride)
+                }
+                row(0, e00, e01)
+                row(1, e00 + e10, e01 + e11)
+                row(2, e00 - e10, e01 - e11)
+                row(3, -e10, -e11)
+            }
+            while o < vectorEnd {
+                let e00 = load(p00 + o)
+                let e01 = inX ? load(p00 + oc + o) : .zero
+                let e10 = inY ? load(p00 + s.ow * oc + o) : .zero
+                let e11 = inX && inY ? load(p00 + (s.ow + 1) * oc + o) : .zero
+                tileAt(o, e00, e01, e10, e11, store)
+                o += 8
+            }
+            while o < oc {
+                let e00 = Lanes(repeating: p00[o])
+                let e01 = Lanes(repeating: inX ? p00[oc + o] : 0)
+                let e10 = Lanes(repeating: inY ? p00[s.ow * oc + o] : 0)
+                let e11 = Lanes(repeating: inX && inY ? p00[(s.ow + 1) * oc + o] : 0)
+                tileAt(o, e00, e01, e10, e11, { v, p in p.pointee = v[0] })
+                o += 1
+            }
+        }
+    }
+
+    /// Calls `body(tile, pixel, inX, inY)` for every 2×2 output tile of `samples` in tile order: `pixel`
+    /// is the float offset of the tile's top-left output pixel in an (N, OH, OW, outputs) tensor;
+    /// `inX`/`inY` say whether its right column and bottom row exist (odd OW/OH cut them off).
+    @inline(__always)
+    static func forEachOutputTile(_ samples: Range<Int>, _ s: Shape, _ body: (_ tile: Int, _ pixel: Int, _ inX: Bool, _ inY: Bool) -> Void) {
         var tile = 0
         for n in samples {
-            let image = dy + n * s.oh * s.ow * oc
             for ti in 0..<s.tilesH {
                 for tj in 0..<s.tilesW {
                     let oy = 2 * ti, ox = 2 * tj
-                    let inY = oy + 1 < s.oh, inX = ox + 1 < s.ow
-                    let p00 = image + (oy * s.ow + ox) * oc
-                    let out = dm + tile * oc
-                    var o = 0
-                    @inline(__always) func tileAt(_ o: Int, _ e00: Lanes, _ e01: Lanes, _ e10: Lanes, _ e11: Lanes,
-                                                  _ store: (Lanes, UnsafeMutablePointer<Float>) -> Void) {
-                        // A e has rows (e0, e0+e1, e0−e1, −e1), each a 2-vector; then each row times Aᵀ
-                        @inline(__always) func row(_ i: Int, _ f0: Lanes, _ f1: Lanes) {
-                            let base = out + o + i * 4 * stride
-                            store(f0, base)
-                            store(f0 + f1, base + stride)
-                            store(f0 - f1, base + 2 * stride)
-                            store(-f1, base + 3 * stride)
-                        }
-                        row(0, e00, e01)
-                        row(1, e00 + e10, e01 + e11)
-                        row(2, e00 - e10, e01 - e11)
-                        row(3, -e10, -e11)
-                    }
-                    while o < vectorEnd {
-                        let e00 = load(p00 + o)
-                        let e01 = inX ? load(p00 + oc + o) : .zero
-                        let e10 = inY ? load(p00 + s.ow * oc + o) : .zero
-                        let e11 = inX && inY ? load(p00 + (s.ow + 1) * oc + o) : .zero
-                        tileAt(o, e00, e01, e10, e11, store)
-                        o += 8
-                    }
-                    while o < oc {
-                        let e00 = Lanes(repeating: p00[o])
-                        let e01 = Lanes(repeating: inX ? p00[oc + o] : 0)
-                        let e10 = Lanes(repeating: inY ? p00[s.ow * oc + o] : 0)
-                        let e11 = Lanes(repeating: inX && inY ? p00[(s.ow + 1) * oc + o] : 0)
-                        tileAt(o, e00, e01, e10, e11, { v, p in p.pointee = v[0] })
-                        o += 1
-                    }
+                    body(tile, ((n * s.oh + oy) * s.ow + ox) * s.outputs, ox + 1 < s.ow, oy + 1 < s.oh)
                     tile += 1
                 }
             }
@@ -246,30 +254,21 @@ enum Winograd {
                                 into y: UnsafeMutablePointer<Float>, sink: UnsafeMutablePointer<Float>) {
         let oc = s.outputs, t = samples.count * s.tilesPerSample, stride = t * oc
         let vectorEnd = oc - oc % 8
-        var tile = 0
-        for n in samples {
-            let image = y + n * s.oh * s.ow * oc
-            for ti in 0..<s.tilesH {
-                for tj in 0..<s.tilesW {
-                    let oy = 2 * ti, ox = 2 * tj
-                    let inY = oy + 1 < s.oh, inX = ox + 1 < s.ow
-                    let p00 = image + (oy * s.ow + ox) * oc
-                    let p01 = inX ? p00 + oc : sink
-                    let p10 = inY ? p00 + s.ow * oc : sink
-                    let p11 = inX && inY ? p00 + (s.ow + 1) * oc : sink
-                    let src = m + tile * oc
-                    var o = 0
-                    while o < vectorEnd {
-                        outputTile(src + o, stride, bias + o, p00 + o, p01 + o, p10 + o, p11 + o, load, store)
-                        o += 8
-                    }
-                    while o < oc {
-                        outputTile(src + o, stride, bias + o, p00 + o, p01 + o, p10 + o, p11 + o,
-                                   { Lanes(repeating: $0.pointee) }, { v, p in p.pointee = v[0] })
-                        o += 1
-                    }
-                    tile += 1
-                }
+        forEachOutputTile(samples, s) { tile, pixel, inX, inY in
+            let p00 = y + pixel
+            let p01 = inX ? p00 + oc : sink
+            let p10 = inY ? p00 + s.ow * oc : sink
+            let p11 = inX && inY ? p00 + (s.ow + 1) * oc : sink
+            let src = m + tile * oc
+            var o = 0
+            while o < vectorEnd {
+                outputTile(src + o, stride, bias + o, p00 + o, p01 + o, p10 + o, p11 + o, load, store)
+                o += 8
+            }
+            while o < oc {
+                outputTile(src + o, stride, bias + o, p00 + o, p01 + o, p10 + o, p11 + o,
+                           { Lanes(repeating: $0.pointee) }, { v, p in p.pointee = v[0] })
+                o += 1
             }
         }
     }
