@@ -6,6 +6,14 @@ public enum SoftmaxCrossEntropy {
         public var lossSum: Double
         public var correct: Int
         public var count: Int
+
+        public static let zero = Result(lossSum: 0, correct: 0, count: 0)
+
+        public mutating func add(_ other: Result) {
+            lossSum += other.lossSum
+            correct += other.correct
+            count += other.count
+        }
     }
 
     /// Computes the loss and, when `gradient` is given, writes d(loss)/d(logits) into it for the loss

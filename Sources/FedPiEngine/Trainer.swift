@@ -104,7 +104,7 @@ public final class Trainer {
         let input = Tensor(shape: [0])
         let gradLogits = Tensor(shape: [0])
         var labels: [Int32] = []
-        var result = SoftmaxCrossEntropy.Result(lossSum: 0, correct: 0, count: 0)
+        var result = SoftmaxCrossEntropy.Result.zero
         init(_ model: Model) { self.model = model }
     }
 
@@ -179,7 +179,7 @@ public final class Trainer {
         Parallel.run(active) { r in
             let lane = lanes[r], mine = share(r)
             lane.model.parameters.zeroGradients()
-            lane.result = .init(lossSum: 0, correct: 0, count: 0)
+            lane.result = .zero
             var i = mine.startIndex
             while i < mine.endIndex {
                 let part = mine[i..<min(mine.endIndex, i + micro)]
@@ -189,9 +189,7 @@ public final class Trainer {
                     SoftmaxCrossEntropy.evaluate(logits: logits, labels: $0, gradient: lane.gradLogits, gradientScale: scale)
                 }
                 lane.model.backward(lane.gradLogits)
-                lane.result.lossSum += result.lossSum
-                lane.result.correct += result.correct
-                lane.result.count += result.count
+                lane.result.add(result)
                 i = part.endIndex
             }
         }
@@ -207,11 +205,7 @@ public final class Trainer {
             }
         }
         optimizer.step(model.parameters)
-        return lanes[0..<active].reduce(into: SoftmaxCrossEntropy.Result(lossSum: 0, correct: 0, count: 0)) {
-            $0.lossSum += $1.result.lossSum
-            $0.correct += $1.result.correct
-            $0.count += $1.result.count
-        }
+        return lanes[0..<active].reduce(into: .zero) { $0.add($1.result) }
     }
 
     /// Loss and accuracy of `model` on `indices` of `data`. The forward pass runs on micro-batches of at
@@ -237,16 +231,13 @@ public final class Trainer {
                 let slice = order[(chunk * step)..<min(order.count, (chunk + 1) * step)]
                 data.fillBatch(slice, normalization: model.normalization, into: lane.input, labels: &lane.labels)
                 let logits = lane.model.forward(lane.input, training: false)
-                let part = lane.labels.withUnsafeBufferPointer { SoftmaxCrossEntropy.evaluate(logits: logits, labels: $0) }
-                lane.result.lossSum += part.lossSum
-                lane.result.correct += part.correct
-                lane.result.count += part.count
+                lane.result.add(lane.labels.withUnsafeBufferPointer { SoftmaxCrossEntropy.evaluate(logits: logits, labels: $0) })
                 chunk += active
             }
         }
-        let lossSum = lanes.reduce(0) { $0 + $1.result.lossSum }, correct = lanes.reduce(0) { $0 + $1.result.correct }
+        let total = lanes.reduce(into: SoftmaxCrossEntropy.Result.zero) { $0.add($1.result) }
         let n = max(order.count, 1)
-        return EvaluationResult(loss: lossSum / Double(n), accuracy: Double(correct) / Double(n), count: order.count,
+        return EvaluationResult(loss: total.lossSum / Double(n), accuracy: Double(total.correct) / Double(n), count: order.count,
                                 seconds: seconds(clock.now - start))
     }
 
