@@ -27,16 +27,18 @@ let package = Package(
         .target(name: "CHalf", cSettings: [.unsafeFlags(["-O2"])]),
         .target(name: "FedPiEngine", dependencies: ["CBLAS"], swiftSettings: optimized),
         .target(name: "FedPiWire", dependencies: ["FedPiEngine", "CHalf", "CZlib"], swiftSettings: optimized),
+        .target(name: "FedPiFederation", dependencies: ["FedPiEngine", "FedPiWire"], swiftSettings: optimized),
         .target(name: "FedPiData", dependencies: ["CZlib", "FedPiEngine"], swiftSettings: optimized),
         .executableTarget(
             name: "fedpi",
             dependencies: [
-                "FedPiEngine", "FedPiData", "FedPiWire",
+                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(name: "FedPiTesting", dependencies: ["FedPiData", "CZlib"], path: "Tests/FedPiTesting"),
         .testTarget(name: "FedPiEngineTests", dependencies: ["FedPiEngine", "FedPiData", "FedPiTesting"]),
         .testTarget(name: "FedPiWireTests", dependencies: ["FedPiWire", "CHalf", "FedPiTesting"]),
+        .testTarget(name: "FedPiFederationTests", dependencies: ["FedPiFederation", "FedPiData", "FedPiTesting"]),
         .testTarget(name: "FedPiDataTests", dependencies: ["FedPiData", "FedPiTesting"]),
         .testTarget(name: "fedpiTests", dependencies: ["fedpi", "FedPiTesting"]),
     ]

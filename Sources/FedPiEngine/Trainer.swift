@@ -35,9 +35,11 @@ public struct TrainingOptions: Sendable {
     /// Samples a core pushes through the network at once; a batch is several of these with their
     /// gradients summed, which gives the same step as one pass but keeps activations in cache.
     public var microBatch: Int
+    /// FedProx's μ: adds (μ/2)·‖w − w₀‖² to the loss, w₀ being the weights `train` started from.
+    public var proximalMu: Float
 
     public init(epochs: Int = 1, batchSize: Int = 64, learningRate: Float = 0.01, optimizer: OptimizerChoice = .sgd(momentum: 0.9),
-                weightDecay: Float = 0, seed: UInt64 = 1, lanes: Int? = nil, microBatch: Int = 16) {
+                weightDecay: Float = 0, seed: UInt64 = 1, lanes: Int? = nil, microBatch: Int = 16, proximalMu: Float = 0) {
         self.epochs = epochs
         self.batchSize = batchSize
         self.learningRate = learningRate
@@ -46,6 +48,7 @@ public struct TrainingOptions: Sendable {
         self.seed = seed
         self.lanes = lanes
         self.microBatch = microBatch
+        self.proximalMu = proximalMu
     }
 }
 
@@ -97,6 +100,8 @@ public final class Trainer {
     public let options: TrainingOptions
     private let lanes: [Lane]
     private var shuffler: SeededGenerator
+    /// Weights at the start of `train`, for the proximal term.
+    private var anchor: [Float] = []
 
     /// One core's network and buffers.
     final class Lane: @unchecked Sendable {
@@ -137,6 +142,7 @@ public final class Trainer {
         let blasThreads = GEMM.threads
         if lanes.count > 1 { GEMM.threads = 1 }
         defer { GEMM.threads = blasThreads }
+        anchor = options.proximalMu > 0 ? model.parameters.flatValues : []
         for epoch in 1...max(1, options.epochs) {
             Trainer.shuffle(&order, using: &shuffler)
             let epochStart = clock.now
@@ -202,6 +208,12 @@ public final class Trainer {
                     for s in sources { g += s[i] }
                     sum[i] = g
                 }
+            }
+        }
+        if !anchor.isEmpty {
+            let mu = options.proximalMu, w = model.parameters.values, g = model.parameters.gradients
+            anchor.withUnsafeBufferPointer { a in
+                for i in 0..<a.count { g[i] += mu * (w[i] - a[i]) }
             }
         }
         optimizer.step(model.parameters)

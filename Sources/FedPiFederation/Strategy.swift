@@ -1,0 +1,106 @@
+/// One node's answer for a round: its update (a delta against the global model it trained from) and
+/// how many examples it trained on.
+public struct NodeUpdate: Sendable {
+    public var node: String
+    public var delta: [Float]
+    public var examples: Int
+    public var trainLoss: Double
+    public var bytes: Int
+
+    public init(node: String, delta: [Float], examples: Int, trainLoss: Double = .nan, bytes: Int = 0) {
+        self.node = node
+        self.delta = delta
+        self.examples = examples
+        self.trainLoss = trainLoss
+        self.bytes = bytes
+    }
+}
+
+/// A node that did not deliver a usable update, and why. Failures are data: they are kept and shown.
+public struct NodeFailure: Sendable, Equatable {
+    public var node: String
+    public var reason: String
+    public init(node: String, reason: String) {
+        self.node = node
+        self.reason = reason
+    }
+}
+
+/// Decides what a round's results do to the global model.
+public protocol Strategy: Sendable {
+    var name: String { get }
+    /// Extra term the workers add to their loss (FedProx's μ); 0 for plain local training.
+    var proximalMu: Float { get }
+    /// The new global model from the old one and the round's updates (at least one).
+    func aggregate(global: [Float], updates: [NodeUpdate]) -> [Float]
+}
+
+/// FedAvg (McMahan et al. 2017): the global model moves by the example-weighted mean of the deltas.
+/// Optional norm clipping bounds each update's influence.
+public struct FedAvg: Strategy {
+    public var name: String { clipNorm == nil ? "fedavg" : "fedavg+clip" }
+    public var proximalMu: Float { 0 }
+    public var clipNorm: Double?
+
+    public init(clipNorm: Double? = nil) { self.clipNorm = clipNorm }
+
+    public func aggregate(global: [Float], updates: [NodeUpdate]) -> [Float] {
+        var mean = Aggregation.WeightedMean(parameters: global.count)
+        for u in updates {
+            mean.add(clipNorm.map { Aggregation.clipped(u.delta, to: $0) } ?? u.delta, weight: Double(max(u.examples, 0)))
+        }
+        guard let step = mean.mean else { return global }
+        return zip(global, step).map { $0 + $1 }
+    }
+}
+
+/// FedProx (Li et al. 2020): FedAvg's aggregation; the workers add (μ/2)·‖w − w_global‖² to their loss.
+public struct FedProx: Strategy {
+    public var name: String { "fedprox" }
+    public var proximalMu: Float
+    public init(mu: Float) { proximalMu = mu }
+    public func aggregate(global: [Float], updates: [NodeUpdate]) -> [Float] { FedAvg().aggregate(global: global, updates: updates) }
+}
+
+/// Coordinate-wise median of the deltas (robust to a minority of bad nodes).
+public struct FedMedian: Strategy {
+    public var name: String { "median" }
+    public var proximalMu: Float { 0 }
+    public init() {}
+    public func aggregate(global: [Float], updates: [NodeUpdate]) -> [Float] {
+        zip(global, Aggregation.coordinateMedian(updates.map(\.delta))).map { $0 + $1 }
+    }
+}
+
+/// Coordinate-wise trimmed mean of the deltas, dropping `trim` from each end (falls back to the
+/// median when too few updates arrive to trim).
+public struct FedTrimmedMean: Strategy {
+    public var name: String { "trimmed-mean" }
+    public var proximalMu: Float { 0 }
+    public var trim: Int
+    public init(trim: Int) { self.trim = trim }
+    public func aggregate(global: [Float], updates: [NodeUpdate]) -> [Float] {
+        let deltas = updates.map(\.delta)
+        let step = deltas.count > 2 * trim ? Aggregation.trimmedMean(deltas, trim: trim) : Aggregation.coordinateMedian(deltas)
+        return zip(global, step).map { $0 + $1 }
+    }
+}
+
+/// The seed demo's asynchronous merge, applied per update in arrival order:
+/// w ← (a·w + b·w_update)/(a + b), with w_update = w_global_at_dispatch + delta.
+public struct AsyncMerge: Strategy {
+    public var name: String { "async-merge" }
+    public var proximalMu: Float { 0 }
+    public var a: Float, b: Float
+    public init(a: Float = 1, b: Float = 1) {
+        self.a = a
+        self.b = b
+    }
+    public func aggregate(global: [Float], updates: [NodeUpdate]) -> [Float] {
+        var w = global
+        for u in updates {
+            for i in w.indices { w[i] = (a * w[i] + b * (global[i] + u.delta[i])) / (a + b) }
+        }
+        return w
+    }
+}

@@ -1,0 +1,112 @@
+import FedPiData
+import FedPiEngine
+import FedPiTesting
+import FedPiWire
+import XCTest
+
+@testable import FedPiFederation
+
+/// A worker that answers with a fixed delta (or a broken file, or an error).
+final class FakeWorker: WorkerClient, @unchecked Sendable {
+    enum Behaviour { case delta(Float, examples: Int), nan, wrongRound, fails }
+    let node: String
+    let behaviour: Behaviour
+    var calls = 0
+    init(_ node: String, _ behaviour: Behaviour) {
+        self.node = node
+        self.behaviour = behaviour
+    }
+    struct Unreachable: Error, CustomStringConvertible { var description: String { "connection refused" } }
+
+    func train(round: Int, global: [UInt8], config: TrainingConfig) async throws -> [UInt8] {
+        calls += 1
+        let model = try ModelZoo.make("mnist-mlp")
+        _ = try ModelFile.decode(global, expecting: model.parameters.entries, model: "mnist-mlp")
+        var value: Float = 0, examples = 10, r = round
+        switch behaviour {
+        case .delta(let v, let e): value = v; examples = e
+        case .nan: value = .nan
+        case .wrongRound: r = round + 5
+        case .fails: throw Unreachable()
+        }
+        let delta = [Float](repeating: value, count: model.parameterCount)
+        return delta.withUnsafeBufferPointer {
+            ModelFile.encode($0, layout: model.parameters.entries, model: "mnist-mlp", encoding: .f32, kind: .delta, round: r, examples: examples)
+        }
+    }
+}
+
+final class FederationTests: XCTestCase {
+    func federation(_ workers: [WorkerClient], minNodes: Int) throws -> Federation {
+        var config = TrainingConfig()
+        config.encoding = .f32
+        return Federation(model: try ModelZoo.make("mnist-mlp", seed: 1), strategy: FedAvg(), workers: workers, minNodes: minNodes, config: config)
+    }
+
+    func testBadUpdatesAreRejectedWithReasonsAndTheRoundGoesOn() async throws {
+        let f = try federation([FakeWorker("pi-1", .delta(0.5, examples: 1)), FakeWorker("pi-2", .delta(1.0, examples: 3)),
+                                FakeWorker("pi-3", .nan), FakeWorker("pi-4", .wrongRound), FakeWorker("pi-5", .fails)], minNodes: 2)
+        let before = f.model.parameters.flatValues
+        let r = try await f.runRound(1)
+        XCTAssertTrue(r.completed)
+        XCTAssertEqual(r.participants, ["pi-1", "pi-2"])
+        XCTAssertEqual(r.failures.map(\.node), ["pi-3", "pi-4", "pi-5"])
+        XCTAssertTrue(r.failures[0].reason.contains("values must be finite"), r.failures[0].reason)
+        XCTAssertTrue(r.failures[1].reason.contains("round 6"), r.failures[1].reason)
+        XCTAssertEqual(r.failures[2].reason, "connection refused")
+        // FedAvg: (0.5·1 + 1.0·3)/4 = 0.875 added to every parameter
+        for (a, b) in zip(f.model.parameters.flatValues, before) { XCTAssertEqual(a - b, 0.875, accuracy: 1e-5) }
+    }
+
+    func testTooFewUpdatesLeaveTheModelUnchanged() async throws {
+        let f = try federation([FakeWorker("pi-1", .delta(1, examples: 1)), FakeWorker("pi-2", .fails)], minNodes: 2)
+        let before = f.model.parameters.flatValues
+        let r = try await f.runRound(1)
+        XCTAssertFalse(r.completed)
+        XCTAssertEqual(f.model.parameters.flatValues, before)
+        XCTAssertEqual(f.history.count, 1)
+    }
+
+    /// Three in-process workers with the classic class split learn a model none of them could alone.
+    func testSimulatedFederationLearnsFromClassGroups() async throws {
+        let s = IDXFixtures.syntheticImages(count: 1500, seed: 3), t = IDXFixtures.syntheticImages(count: 300, seed: 4)
+        let train = try LabeledImages(height: 28, width: 28, pixels: s.pixels, labels: s.labels)
+        let test = try LabeledImages(height: 28, width: 28, pixels: t.pixels, labels: t.labels)
+        let shards = try Partition.classGroups(labels: train.labels.map(Int.init), groups: [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]])
+        let workers = shards.enumerated().map { LocalWorker(node: "pi-\($0.offset + 1)", model: "mnist-mlp", data: train, indices: $0.element) }
+        var config = TrainingConfig()
+        config.batchSize = 32
+        let f = Federation(model: try ModelZoo.make("mnist-mlp", seed: 2), strategy: FedAvg(), workers: workers, minNodes: 3, config: config)
+        f.evaluate = { try Trainer.evaluate($0, on: test) }
+        let start = try f.evaluateInitial()
+        for r in 1...4 { try await f.runRound(r) }
+        let end = f.history.last!
+        XCTAssertTrue(f.history.dropFirst().allSatisfy(\.completed))
+        XCTAssertLessThan(start.testAccuracy!, 0.3)
+        XCTAssertGreaterThan(end.testAccuracy!, 0.9, "federated model should know all 10 classes")
+        XCTAssertGreaterThan(end.bytesUp, 0)
+        XCTAssertLessThan(Double(end.bytesUp), 3 * 0.51 * 4 * 199_210, "f16 updates")
+    }
+
+    /// FedProx's proximal term keeps a worker's weights nearer the global model.
+    func testProximalTermShrinksTheUpdate() async throws {
+        let s = IDXFixtures.syntheticImages(count: 300, seed: 5)
+        let data = try LabeledImages(height: 28, width: 28, pixels: s.pixels, labels: s.labels)
+        let worker = LocalWorker(node: "pi-1", model: "mnist-mlp", data: data, indices: Array(0..<300))
+        let model = try ModelZoo.make("mnist-mlp", seed: 1)
+        let global = model.parameters.flatValues.withUnsafeBufferPointer {
+            ModelFile.encode($0, layout: model.parameters.entries, model: "mnist-mlp", encoding: .f32)
+        }
+        func updateNorm(mu: Float) async throws -> Double {
+            var c = TrainingConfig()
+            c.proximalMu = mu
+            c.epochs = 3
+            c.encoding = .f32
+            let (delta, _) = try ModelFile.decode(try await worker.train(round: 1, global: global, config: c),
+                                                  expecting: model.parameters.entries, model: "mnist-mlp")
+            return Aggregation.norm(delta)
+        }
+        let plain = try await updateNorm(mu: 0), prox = try await updateNorm(mu: 1)
+        XCTAssertLessThan(prox, plain * 0.9)
+    }
+}
