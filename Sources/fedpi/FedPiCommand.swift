@@ -10,7 +10,7 @@ struct FedPiCommand: AsyncParsableCommand {
             Data sets are folders of IDX files (raw or .gz), e.g. Fashion-MNIST from the Debian package
             dataset-fashion-mnist in /usr/share/datasets/fashion-mnist (the default).
             """,
-        subcommands: [Train.self, DataCommand.self, ModelCommand.self])
+        subcommands: [Train.self, Simulate.self, DataCommand.self, ModelCommand.self])
 }
 
 struct DataCommand: ParsableCommand {

@@ -120,6 +120,21 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(refused.stderr.contains("checksum mismatch"), refused.stderr)
     }
 
+    func testSimulatePrintsARowPerRoundAndLearns() throws {
+        let dir = IDXFixtures.syntheticDirectory(train: 900, test: 200, gzip: true)
+        let save = dir + "/global.safetensors"
+        let r = try fedpi("simulate", "--data", dir, "--model", "mnist-mlp", "--rounds", "3", "--batch-size", "32", "--save", save)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rows = r.stdout.split(separator: "\n").filter { $0.hasPrefix("    ") }
+        XCTAssertEqual(rows.count, 4, r.stdout)  // rounds 0...3
+        let last = try XCTUnwrap(rows.last?.split(separator: " ").dropFirst().first)
+        XCTAssertGreaterThan(Double(last.dropLast())!, 90, r.stdout)  // accuracy in percent
+        XCTAssertEqual(try fedpi("model", "inspect", save).status, 0)
+        let bad = try fedpi("simulate", "--data", dir, "--split", "dirichlet:0:3")
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("dirichlet:ALPHA:N"), bad.stderr)
+    }
+
     func testHelpDescribesOptions() throws {
         let r = try fedpi("train", "--help")
         XCTAssertEqual(r.status, 0)

@@ -1,0 +1,132 @@
+import ArgumentParser
+import FedPiData
+import FedPiEngine
+import FedPiFederation
+import FedPiWire
+
+struct Simulate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run federated rounds with in-process workers (no network): the aggregator's round logic on one machine.",
+        discussion: """
+            Splits the training set among workers, runs the rounds, and prints one line per round (test
+            accuracy, loss, seconds, bytes). Example, the classic three-worker split:
+              fedpi simulate --split 0-3,4-6,7-9 --rounds 10 --encoding f16
+            """)
+
+    @OptionGroup var dataOptions: DataOptions
+
+    @Option(help: ArgumentHelp("Model: \(ModelZoo.names.joined(separator: ", ")).", valueName: "name"))
+    var model: String = "mnist-cnn"
+
+    @Option(help: ArgumentHelp("Class groups, one worker each (0-3,4-6,7-9); or iid:N; or dirichlet:ALPHA:N.", valueName: "split"))
+    var split: String = "0-3,4-6,7-9"
+
+    @Option(help: "Rounds to run.")
+    var rounds: Int = 10
+
+    @Option(help: "Local epochs per round.")
+    var localEpochs: Int = 1
+
+    @Option(help: "Samples per training step on a worker.")
+    var batchSize: Int = 64
+
+    @Option(help: "Learning rate on the workers (SGD with momentum 0.9).")
+    var lr: Float = 0.01
+
+    @Option(help: "Update encoding: f32, f16 or i8 (updates are deltas against the global model).")
+    var encoding: String = "f16"
+
+    @Option(help: "Strategy: fedavg, fedprox, median, trimmed-mean, async-merge.")
+    var strategy: String = "fedavg"
+
+    @Option(help: "FedProx μ (with --strategy fedprox).")
+    var mu: Float = 0.01
+
+    @Option(help: "Fewest usable updates for a round to count (default: all workers).")
+    var minNodes: Int?
+
+    @Option(help: ArgumentHelp("Use at most this many training samples in total (seeded subset).", valueName: "n"))
+    var limit: Int?
+
+    @Option(help: ArgumentHelp("Evaluate on at most this many test samples.", valueName: "n"))
+    var testLimit: Int?
+
+    @Option(help: "Seed for the initial model, the split and the workers' shuffling.")
+    var seed: UInt64 = 1
+
+    @Option(help: ArgumentHelp("Save the final global model here (f32 safetensors).", valueName: "file"))
+    var save: String?
+
+    func validate() throws {
+        guard rounds >= 1, localEpochs >= 1, batchSize >= 1 else { throw ValidationError("--rounds, --local-epochs and --batch-size must be at least 1") }
+        guard Encoding(rawValue: encoding) != nil else { throw ValidationError("--encoding must be f32, f16 or i8") }
+        guard ["fedavg", "fedprox", "median", "trimmed-mean", "async-merge"].contains(strategy) else {
+            throw ValidationError("--strategy must be fedavg, fedprox, median, trimmed-mean or async-merge")
+        }
+        guard ModelZoo.names.contains(model) else { throw ValidationError(ModelZoo.UnknownModel(name: model).description) }
+    }
+
+    func shards(_ labels: [Int]) throws -> [[Int]] {
+        let parts = split.split(separator: ":").map(String.init)
+        switch parts.first {
+        case "iid":
+            guard parts.count == 2, let n = Int(parts[1]), n >= 1 else { throw ValidationError("write iid:N, e.g. iid:3") }
+            return Partition.iid(count: labels.count, shards: n, seed: seed)
+        case "dirichlet":
+            guard parts.count == 3, let alpha = Double(parts[1]), alpha > 0, let n = Int(parts[2]), n >= 1 else {
+                throw ValidationError("write dirichlet:ALPHA:N, e.g. dirichlet:0.5:3")
+            }
+            return Partition.dirichlet(labels: labels, shards: n, alpha: alpha, seed: seed)
+        default:
+            return try Partition.classGroups(labels: labels, groups: try Partition.parseClassGroups(split))
+        }
+    }
+
+    func run() async throws {
+        let directory = MNISTDirectory(dataOptions.data)
+        let train = try directory.load(.train), test = try directory.load(.test)
+        var pool = Array(0..<train.count)
+        if let limit, limit < pool.count {
+            var g = SeededGenerator(seed: seed, stream: "limit")
+            Trainer.shuffle(&pool, using: &g)
+            pool = Array(pool.prefix(limit)).sorted()
+        }
+        let pieces = try shards(pool.map { train.label(at: $0) }).map { $0.map { pool[$0] } }
+        let workers = pieces.enumerated().map { LocalWorker(node: "worker-\($0.offset + 1)", model: model, data: train, indices: $0.element) }
+        let chosen: Strategy = switch strategy {
+        case "fedprox": FedProx(mu: mu)
+        case "median": FedMedian()
+        case "trimmed-mean": FedTrimmedMean(trim: 1)
+        case "async-merge": AsyncMerge()
+        default: FedAvg()
+        }
+        var config = TrainingConfig()
+        config.epochs = localEpochs
+        config.batchSize = batchSize
+        config.learningRate = lr
+        config.encoding = Encoding(rawValue: encoding)!
+        config.seed = seed
+        let net = try ModelZoo.make(model, seed: seed)
+        let federation = Federation(model: net, strategy: chosen, workers: workers, minNodes: minNodes ?? workers.count, config: config)
+        let testIndices = Array(0..<min(test.count, testLimit ?? test.count))
+        federation.evaluate = { try Trainer.evaluate($0, on: test, indices: testIndices) }
+        print("\(model), \(workers.count) workers (" + pieces.map { String($0.count) }.joined(separator: "/") + " samples), "
+              + "\(chosen.name), \(encoding) deltas, \(localEpochs) local epoch(s), \(rounds) rounds")
+        print("round  accuracy    loss  seconds  bytes down   bytes up  notes")
+        federation.onRound = { r in
+            let notes = (r.completed ? "" : "FAILED (too few updates) ") + r.failures.map { "\($0.node): \($0.reason)" }.joined(separator: "; ")
+            print(Format.padLeft(String(r.round), 5) + Format.padLeft(r.testAccuracy.map(Format.percent) ?? "-", 10)
+                  + Format.padLeft(r.testLoss.map { Format.fixed($0, 4) } ?? "-", 8) + Format.padLeft(Format.fixed(r.seconds, 1), 9)
+                  + Format.padLeft(String(r.bytesDown), 12) + Format.padLeft(String(r.bytesUp), 11) + "  " + notes)
+        }
+        _ = try federation.evaluateInitial()
+        for r in 1...rounds { try await federation.runRound(r) }
+        if let save {
+            let bytes = net.parameters.flatValues.withUnsafeBufferPointer {
+                ModelFile.encode($0, layout: net.parameters.entries, model: model, encoding: .f32, round: rounds)
+            }
+            try FileIO.writeAtomically(bytes, to: save)
+            print("saved the global model to \(save)")
+        }
+    }
+}
