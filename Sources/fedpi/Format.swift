@@ -39,8 +39,20 @@ enum Format {
 
 /// Process facts the CLI reports.
 enum ProcessInfoLite {
-    /// Peak resident set size of this process so far, in bytes.
+    /// Peak resident set size of this process so far, in bytes. On Linux this is VmHWM from
+    /// /proc/self/status, which starts afresh at exec; getrusage's ru_maxrss would include the peak of
+    /// the parent the process was forked from (a test runner, a shell script's Python).
     static var peakResidentBytes: Int {
+        #if os(Linux)
+        if let f = fopen("/proc/self/status", "r") {
+            defer { fclose(f) }
+            var line = [CChar](repeating: 0, count: 256)
+            while fgets(&line, Int32(line.count), f) != nil {
+                let text = String(cString: line)
+                if text.hasPrefix("VmHWM:"), let kb = Int(text.dropFirst(6).filter(\.isNumber)) { return kb * 1024 }
+            }
+        }
+        #endif
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         #if os(Linux)

@@ -51,7 +51,7 @@ final class CommandLineTests: XCTestCase {
         let result = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
         XCTAssertGreaterThan(result["test_accuracy"] as! Double, 0.9)
         XCTAssertEqual(result["train_samples"] as? Int, 1800)
-        XCTAssertLessThan(result["peak_rss_mib"] as! Double, 200)
+        XCTAssertLessThan(result["peak_rss_mib"] as! Double, 64)  // mnist-mlp on 600 images: ~24 MiB
     }
 
     func testClassSubsetReportsBothAccuracies() throws {
