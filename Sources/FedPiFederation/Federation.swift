@@ -8,7 +8,6 @@ public struct RoundRecord: Sendable {
     public var completed: Bool
     public var participants: [String]
     public var failures: [NodeFailure]
-    public var trainLoss: Double
     public var testAccuracy: Double?
     public var testLoss: Double?
     public var seconds: Double
@@ -42,7 +41,7 @@ public final class Federation: @unchecked Sendable {
     /// Round 0: the initial model's evaluation, nothing trained.
     public func evaluateInitial() throws -> RoundRecord {
         let e = try evaluate?(model)
-        let record = RoundRecord(round: 0, completed: true, participants: [], failures: [], trainLoss: .nan,
+        let record = RoundRecord(round: 0, completed: true, participants: [], failures: [],
                                  testAccuracy: e?.accuracy, testLoss: e?.loss, seconds: 0, bytesDown: 0, bytesUp: 0)
         history.append(record)
         onRound?(record)
@@ -79,7 +78,7 @@ public final class Federation: @unchecked Sendable {
         let d = (clock.now - start).components
         let record = RoundRecord(
             round: round, completed: completed, participants: updates.map(\.node), failures: failures,
-            trainLoss: .nan, testAccuracy: e?.accuracy, testLoss: e?.loss,
+            testAccuracy: e?.accuracy, testLoss: e?.loss,
             seconds: Double(d.seconds) + Double(d.attoseconds) * 1e-18,
             bytesDown: payload.count * workers.count, bytesUp: updates.reduce(0) { $0 + $1.bytes })
         history.append(record)

@@ -4,14 +4,13 @@ public struct NodeUpdate: Sendable {
     public var node: String
     public var delta: [Float]
     public var examples: Int
-    public var trainLoss: Double
+    /// Size of the update as it arrived.
     public var bytes: Int
 
-    public init(node: String, delta: [Float], examples: Int, trainLoss: Double = .nan, bytes: Int = 0) {
+    public init(node: String, delta: [Float], examples: Int, bytes: Int = 0) {
         self.node = node
         self.delta = delta
         self.examples = examples
-        self.trainLoss = trainLoss
         self.bytes = bytes
     }
 }
