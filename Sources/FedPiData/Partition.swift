@@ -30,6 +30,16 @@ public enum Partition {
         return groups
     }
 
+    /// At most `limit` of `indices`, chosen at random from `seed` and returned in ascending order
+    /// (all of them when `limit` is nil or not smaller).
+    public static func sample(_ indices: [Int], limit: Int?, seed: UInt64) -> [Int] {
+        guard let limit, limit < indices.count else { return indices }
+        var order = indices
+        var g = SeededGenerator(seed: seed, stream: "limit")
+        Trainer.shuffle(&order, using: &g)
+        return Array(order.prefix(limit)).sorted()
+    }
+
     /// One shard per group, holding every sample whose label is in that group (ascending indices).
     /// Groups must be disjoint; samples of classes in no group are left out.
     public static func classGroups(labels: [Int], groups: [[Int]]) throws -> [[Int]] {

@@ -89,6 +89,10 @@ public final class Conv2D: Layer {
 
     struct Geometry { var h, w, c, oh, ow, k, pad, ks: Int }
 
+    private func winogradShape(_ g: Geometry) -> Winograd.Shape {
+        Winograd.Shape(h: g.h, w: g.w, inputs: inputChannels, outputs: outputChannels, pad: g.pad, oh: g.oh, ow: g.ow)
+    }
+
     private func samplesPerChunk(_ g: Geometry) -> Int { max(1, Conv2D.columnBudget / max(1, g.oh * g.ow * g.k)) }
 
     // MARK: forward
@@ -106,7 +110,7 @@ public final class Conv2D: Layer {
             winogradFilters.resize([16 * inputChannels * oc])
             Winograd.transformFilters(store.values + weightOffset, outputChannels: oc, inputChannels: inputChannels,
                                       forInputGradient: false, into: winogradFilters.data)
-            let shape = Winograd.Shape(h: g.h, w: g.w, inputs: inputChannels, outputs: oc, pad: g.pad, oh: g.oh, ow: g.ow)
+            let shape = winogradShape(g)
             Winograd.convolve(input.data, batch: n, shape, filters: winogradFilters.data, bias: store.values + biasOffset,
                               into: output.data, scratch: winogradScratch)
             return output
@@ -142,7 +146,7 @@ public final class Conv2D: Layer {
         }
         if usesWinograd {
             // weight gradient and input gradient both by Winograd: no column matrix at all
-            let shape = Winograd.Shape(h: g.h, w: g.w, inputs: inputChannels, outputs: oc, pad: g.pad, oh: g.oh, ow: g.ow)
+            let shape = winogradShape(g)
             winogradGradient.resize([16 * inputChannels * oc])
             Winograd.filterGradient(input.data, dy, batch: n, shape, into: winogradGradient.data, scratch: winogradScratch)
             Winograd.addFilterGradient(winogradGradient.data, inputs: inputChannels, outputs: oc, into: store.gradients + weightOffset)

@@ -39,6 +39,14 @@ public enum GEMM {
         }
     }
 
+    /// Switches OpenBLAS to one thread when `condition` holds (each core then runs its own lane) and
+    /// returns the previous count for the caller to restore.
+    static func singleThreaded(if condition: Bool) -> Int {
+        let previous = threads
+        if condition { threads = 1 }
+        return previous
+    }
+
     /// Threads OpenBLAS may use (defaults to the number of cores, or `OPENBLAS_NUM_THREADS`).
     public static var threads: Int {
         get { Int(openblas_get_num_threads()) }

@@ -85,12 +85,7 @@ struct Simulate: AsyncParsableCommand {
     func run() async throws {
         let directory = MNISTDirectory(dataOptions.data)
         let train = try directory.load(.train), test = try directory.load(.test)
-        var pool = Array(0..<train.count)
-        if let limit, limit < pool.count {
-            var g = SeededGenerator(seed: seed, stream: "limit")
-            Trainer.shuffle(&pool, using: &g)
-            pool = Array(pool.prefix(limit)).sorted()
-        }
+        let pool = Partition.sample(Array(0..<train.count), limit: limit, seed: seed)
         let pieces = try shards(pool.map { train.label(at: $0) }).map { $0.map { pool[$0] } }
         let workers = pieces.enumerated().map { LocalWorker(node: "worker-\($0.offset + 1)", model: model, data: train, indices: $0.element) }
         let chosen: Strategy = switch strategy {

@@ -97,12 +97,7 @@ struct Train: AsyncParsableCommand {
         let test = try directory.load(.test)
         let selected = try classes.map { Set(try Partition.parseClasses($0)) }
 
-        var indices = selected.map { train.indices(ofClasses: $0) } ?? Array(0..<train.count)
-        if let limit, limit < indices.count {
-            var g = SeededGenerator(seed: seed, stream: "limit")
-            Trainer.shuffle(&indices, using: &g)
-            indices = Array(indices.prefix(limit)).sorted()
-        }
+        let indices = Partition.sample(selected.map { train.indices(ofClasses: $0) } ?? Array(0..<train.count), limit: limit, seed: seed)
         guard !indices.isEmpty else { throw ValidationError("no training samples of classes \(classes ?? "")") }
 
         let net = try ModelZoo.make(model, seed: seed)

@@ -39,6 +39,18 @@ final class PartitionTests: XCTestCase {
         XCTAssertThrowsError(try Partition.classGroups(labels: labels, groups: [[0, 1], [1]]))
     }
 
+    func testSampleIsASeededSortedSubset() {
+        let pool = Array(stride(from: 0, to: 200, by: 2))
+        let a = Partition.sample(pool, limit: 30, seed: 1)
+        XCTAssertEqual(a.count, 30)
+        XCTAssertEqual(a, a.sorted())
+        XCTAssertTrue(Set(a).isSubset(of: Set(pool)))
+        XCTAssertEqual(a, Partition.sample(pool, limit: 30, seed: 1))
+        XCTAssertNotEqual(a, Partition.sample(pool, limit: 30, seed: 2))
+        XCTAssertEqual(Partition.sample(pool, limit: nil, seed: 1), pool)
+        XCTAssertEqual(Partition.sample(pool, limit: 500, seed: 1), pool)
+    }
+
     func testIIDIsBalancedCompleteAndSeeded() {
         let a = Partition.iid(count: 1000, shards: 3, seed: 42)
         assertDisjointAndComplete(a, total: 1000)
