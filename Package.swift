@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 // Numeric code is unusable at -Onone (a debug training step is ~50x slower), so the engine and the
@@ -10,12 +10,21 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "fedpi", targets: ["fedpi"]),
+        .executable(name: "fedpi-worker", targets: ["fedpi-worker"]),
+        .executable(name: "fedpi-aggregator", targets: ["fedpi-aggregator"]),
         .library(name: "FedPiEngine", targets: ["FedPiEngine"]),
         .library(name: "FedPiData", targets: ["FedPiData"]),
         .library(name: "FedPiWire", targets: ["FedPiWire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The worker's HTTP server; no default traits (they pull in swift-configuration and full Foundation).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        // The aggregator's HTTP client and history; the worker links neither.
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(
@@ -35,6 +44,31 @@ let package = Package(
                 "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        .target(
+            name: "FedPiRuntime",
+            dependencies: [
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "FedPiWorker",
+            dependencies: [
+                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation",
+                "FedPiRuntime", .product(name: "Hummingbird", package: "hummingbird"),
+            ]),
+        .target(
+            name: "FedPiAggregator",
+            dependencies: [
+                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRDB", package: "GRDB.swift"), "FedPiRuntime",
+            ]),
+        .executableTarget(
+            name: "fedpi-worker",
+            dependencies: ["FedPiWorker", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(
+            name: "fedpi-aggregator",
+            dependencies: ["FedPiAggregator", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "FedPiTesting", dependencies: ["FedPiData", "CZlib"], path: "Tests/FedPiTesting"),
         .testTarget(name: "FedPiEngineTests", dependencies: ["FedPiEngine", "FedPiData", "FedPiTesting"]),
         .testTarget(name: "FedPiWireTests", dependencies: ["FedPiWire", "CHalf", "FedPiTesting"]),

@@ -49,6 +49,21 @@ public struct LabeledImages: BatchProvider, Sendable {
         return counts.enumerated().filter { $0.element > 0 }.map { (label: $0.offset, count: $0.element) }
     }
 
+    /// A compact copy holding only the samples at `indices`, in that order (a worker keeps its own
+    /// shard, not the whole file).
+    public func subset(_ indices: [Int]) -> LabeledImages {
+        let per = height * width
+        var px = [UInt8](repeating: 0, count: indices.count * per)
+        px.withUnsafeMutableBufferPointer { out in
+            pixels.withUnsafeBufferPointer { src in
+                for (k, i) in indices.enumerated() {
+                    (out.baseAddress! + k * per).update(from: src.baseAddress! + i * per, count: per)
+                }
+            }
+        }
+        return try! LabeledImages(height: height, width: width, pixels: px, labels: indices.map { labels[$0] })
+    }
+
     /// Indices of the samples whose label is in `classes`, ascending.
     public func indices(ofClasses classes: Set<Int>) -> [Int] {
         labels.indices.filter { classes.contains(Int(labels[$0])) }

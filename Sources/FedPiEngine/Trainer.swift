@@ -128,9 +128,9 @@ public final class Trainer {
     public static let cores = GEMM.threads
 
     /// Trains for `options.epochs` over `indices` of `data` (all of it when nil), calling `progress`
-    /// after every batch.
+    /// after every batch; an error thrown by `progress` (a cancellation) stops training after that batch.
     @discardableResult
-    public func train(on data: BatchProvider, indices: [Int]? = nil, progress: ((TrainingProgress) -> Void)? = nil) throws -> [EpochSummary] {
+    public func train(on data: BatchProvider, indices: [Int]? = nil, progress: ((TrainingProgress) throws -> Void)? = nil) throws -> [EpochSummary] {
         var order = indices ?? Array(0..<data.count)
         try Trainer.check(data, order, model)
         let batch = max(1, options.batchSize)
@@ -157,7 +157,7 @@ public final class Trainer {
                 start += slice.count
                 if let progress {
                     let elapsed = Trainer.seconds(clock.now - runStart)
-                    progress(TrainingProgress(
+                    try progress(TrainingProgress(
                         epoch: epoch, epochs: options.epochs, epochSamples: seen, epochTotal: order.count,
                         runSamples: runSamples, runTotal: runTotal, loss: lossSum / Double(seen),
                         accuracy: Double(correct) / Double(seen),

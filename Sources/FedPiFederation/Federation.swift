@@ -1,12 +1,24 @@
 import FedPiEngine
 import FedPiWire
 
+/// One node's contribution to a round.
+public struct Participation: Sendable, Equatable {
+    public var node: String
+    public var examples: Int
+    /// Size of the update as it arrived.
+    public var bytes: Int
+    /// From dispatch to a validated update.
+    public var seconds: Double
+}
+
 /// What happened in one round; failures are kept beside the results.
 public struct RoundRecord: Sendable {
     public var round: Int
+    /// 1 for the first try of a round, higher when a failed round is retried.
+    public var attempt: Int = 1
     /// True when enough updates arrived and the global model moved.
     public var completed: Bool
-    public var participants: [String]
+    public var participants: [Participation]
     public var failures: [NodeFailure]
     public var testAccuracy: Double?
     public var testLoss: Double?
@@ -15,19 +27,28 @@ public struct RoundRecord: Sendable {
     public var bytesUp: Int
 }
 
-/// The round logic of the aggregator, independent of transport: dispatch the global model to every
-/// worker, validate what comes back, aggregate with the strategy when at least `minNodes` updates are
-/// usable, otherwise record the round as failed and leave the model unchanged.
+/// The round logic of the aggregator, independent of transport: dispatch the global model to the
+/// chosen workers, validate what comes back as it arrives, fold it with the strategy, and when at
+/// least `minNodes` updates are usable move the global model; otherwise record the round as failed
+/// and leave the model unchanged.
 public final class Federation: @unchecked Sendable {
     public let model: Model
     public let strategy: Strategy
     public let workers: [WorkerClient]
     public let minNodes: Int
     public var config: TrainingConfig
+    /// Longest a round waits for updates; the nodes still out then count as failed (nil: no limit).
+    public var roundTimeout: Duration?
+    /// Remote workers train at the same time; in-process ones take turns on the shared cores.
+    public var concurrent = false
+    /// The workers that take part in a round (nil: all of them).
+    public var select: ((_ round: Int) async -> [WorkerClient])?
     /// Central evaluation of the global model after each round (nil: none).
     public var evaluate: ((Model) throws -> EvaluationResult)?
     /// Called with every record as soon as its round ends.
     public var onRound: ((RoundRecord) -> Void)?
+    /// Called when a node's update is accepted or rejected, for logs.
+    public var onNode: ((_ round: Int, _ node: String, _ outcome: Result<Participation, NodeFailure>) -> Void)?
     public private(set) var history: [RoundRecord] = []
 
     public init(model: Model, strategy: Strategy, workers: [WorkerClient], minNodes: Int, config: TrainingConfig) {
@@ -48,42 +69,100 @@ public final class Federation: @unchecked Sendable {
         return record
     }
 
-    /// Runs round `round` with every worker, one after another (in-process workers share the cores).
-    @discardableResult
-    public func runRound(_ round: Int) async throws -> RoundRecord {
-        let clock = ContinuousClock(), start = clock.now
-        let layout = model.parameters.entries
-        let global = model.parameters.flatValues
-        // The master stays f32; it travels as f16 unless updates are f32 too.
-        let downEncoding: Encoding = config.encoding == .f32 ? .f32 : .f16
-        let payload = global.withUnsafeBufferPointer {
-            ModelFile.encode($0, layout: layout, model: model.id, encoding: downEncoding, round: round)
-        }
+    /// The global model file sent for `round`: f16 (f32 when updates are f32 too), with the training
+    /// config in its metadata.
+    public func globalPayload(round: Int) -> [UInt8] {
         var config = self.config
         config.proximalMu = strategy.proximalMu
-        var updates: [NodeUpdate] = [], failures: [NodeFailure] = []
-        for worker in workers {
+        let downEncoding: Encoding = config.encoding == .f32 ? .f32 : .f16
+        return model.parameters.flatValues.withUnsafeBufferPointer {
+            ModelFile.encode($0, layout: model.parameters.entries, model: model.id, encoding: downEncoding, round: round,
+                             extra: config.metadata)
+        }
+    }
+
+    /// Runs round `round` (its `attempt`-th try).
+    @discardableResult
+    public func runRound(_ round: Int, attempt: Int = 1) async throws -> RoundRecord {
+        let clock = ContinuousClock(), start = clock.now
+        let global = model.parameters.flatValues
+        let payload = globalPayload(round: round)
+        var roundConfig = self.config
+        roundConfig.proximalMu = strategy.proximalMu
+        let config = roundConfig
+        let chosen = await select?(round) ?? workers
+        let fold = strategy.fold(global: global)
+        var participants: [Participation] = [], failures: [NodeFailure] = []
+
+        func settle(_ node: String, _ result: Result<[UInt8], any Error>, _ seconds: Double) {
+            let outcome: Result<Participation, NodeFailure>
             do {
-                let bytes = try await worker.train(round: round, global: payload, config: config)
-                updates.append(try Federation.validate(bytes, from: worker.node, round: round, model: model))
+                let bytes = try result.get()
+                let update = try Federation.validate(bytes, from: node, round: round, model: model)
+                fold.add(update)
+                outcome = .success(Participation(node: node, examples: update.examples, bytes: bytes.count, seconds: seconds))
             } catch let error as WireError {
-                failures.append(NodeFailure(node: worker.node, reason: "update rejected: \(error)"))
+                outcome = .failure(NodeFailure(node: node, reason: "update rejected: \(error)"))
             } catch {
-                failures.append(NodeFailure(node: worker.node, reason: "\(error)"))
+                outcome = .failure(NodeFailure(node: node, reason: "\(error)"))
+            }
+            switch outcome {
+            case .success(let p): participants.append(p)
+            case .failure(let f): failures.append(f)
+            }
+            onNode?(round, node, outcome)
+        }
+
+        if concurrent {
+            await withTaskGroup(of: (String, Result<[UInt8], any Error>, Double)?.self) { group in
+                for worker in chosen {
+                    group.addTask {
+                        let t0 = clock.now
+                        let result = await Result(catching: { try await worker.train(round: round, global: payload, config: config) })
+                        return (worker.node, result, Federation.seconds(clock.now - t0))
+                    }
+                }
+                if let roundTimeout {
+                    group.addTask {
+                        try? await Task.sleep(for: roundTimeout)
+                        return nil
+                    }
+                }
+                var pending = Set(chosen.map(\.node))
+                while !pending.isEmpty, let next = await group.next() {
+                    guard let (node, result, seconds) = next else {
+                        for node in chosen.map(\.node) where pending.contains(node) {
+                            settle(node, .failure(RoundDeadline(seconds: roundTimeout.map(Federation.seconds) ?? 0)), 0)
+                        }
+                        break
+                    }
+                    pending.remove(node)
+                    settle(node, result, seconds)
+                }
+                group.cancelAll()
+            }
+        } else {
+            for worker in chosen {
+                let t0 = clock.now
+                let result = await Result(catching: { try await worker.train(round: round, global: payload, config: config) })
+                settle(worker.node, result, Federation.seconds(clock.now - t0))
             }
         }
-        let completed = updates.count >= minNodes
-        if completed { model.parameters.load(strategy.aggregate(global: global, updates: updates)) }
+
+        let completed = participants.count >= minNodes
+        if completed { model.parameters.load(fold.result()) }
         let e = completed ? try evaluate?(model) : nil
-        let d = (clock.now - start).components
         let record = RoundRecord(
-            round: round, completed: completed, participants: updates.map(\.node), failures: failures,
-            testAccuracy: e?.accuracy, testLoss: e?.loss,
-            seconds: Double(d.seconds) + Double(d.attoseconds) * 1e-18,
-            bytesDown: payload.count * workers.count, bytesUp: updates.reduce(0) { $0 + $1.bytes })
+            round: round, attempt: attempt, completed: completed, participants: participants, failures: failures,
+            testAccuracy: e?.accuracy, testLoss: e?.loss, seconds: Federation.seconds(clock.now - start),
+            bytesDown: payload.count * chosen.count, bytesUp: participants.reduce(0) { $0 + $1.bytes })
         history.append(record)
         onRound?(record)
         return record
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
     }
 
     /// Decodes an update and checks that it is a delta for this round and model, with finite values
@@ -94,5 +173,17 @@ public final class Federation: @unchecked Sendable {
         guard header.round == round else { throw WireError("update is for round \(header.round), this is round \(round)") }
         guard header.examples > 0 else { throw WireError("update claims 0 training examples") }
         return NodeUpdate(node: node, delta: delta, examples: header.examples, bytes: bytes.count)
+    }
+}
+
+/// A node that had not delivered when the round's time ran out.
+public struct RoundDeadline: Error, CustomStringConvertible {
+    public var seconds: Double
+    public var description: String { "no update before the round deadline (\(Int(seconds.rounded())) s)" }
+}
+
+extension Result where Failure == any Error {
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
     }
 }

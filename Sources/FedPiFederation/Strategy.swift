@@ -16,7 +16,7 @@ public struct NodeUpdate: Sendable {
 }
 
 /// A node that did not deliver a usable update, and why. Failures are data: they are kept and shown.
-public struct NodeFailure: Sendable, Equatable {
+public struct NodeFailure: Error, Sendable, Equatable {
     public var node: String
     public var reason: String
     public init(node: String, reason: String) {
@@ -32,6 +32,49 @@ public protocol Strategy: Sendable {
     var proximalMu: Float { get }
     /// The new global model from the old one and the round's updates (at least one).
     func aggregate(global: [Float], updates: [NodeUpdate]) -> [Float]
+    /// Folds updates one at a time as they arrive. The averaging strategies keep O(model) memory
+    /// whatever the node count; the default keeps every update and calls `aggregate`.
+    func fold(global: [Float]) -> UpdateFold
+}
+
+extension Strategy {
+    public func fold(global: [Float]) -> UpdateFold { KeepAll(global: global, strategy: self) }
+}
+
+/// A round's aggregation in progress.
+public class UpdateFold {
+    public func add(_ update: NodeUpdate) { fatalError("subclass") }
+    /// The new global model; only called after at least one `add`.
+    public func result() -> [Float] { fatalError("subclass") }
+}
+
+private final class KeepAll: UpdateFold {
+    let global: [Float], strategy: Strategy
+    var updates: [NodeUpdate] = []
+    init(global: [Float], strategy: Strategy) {
+        self.global = global
+        self.strategy = strategy
+    }
+    override func add(_ update: NodeUpdate) { updates.append(update) }
+    override func result() -> [Float] { strategy.aggregate(global: global, updates: updates) }
+}
+
+/// Example-weighted mean of the (optionally clipped) deltas, one update at a time.
+private final class StreamingMean: UpdateFold {
+    let global: [Float], clipNorm: Double?
+    var mean: Aggregation.WeightedMean
+    init(global: [Float], clipNorm: Double?) {
+        self.global = global
+        self.clipNorm = clipNorm
+        mean = Aggregation.WeightedMean(parameters: global.count)
+    }
+    override func add(_ u: NodeUpdate) {
+        mean.add(clipNorm.map { Aggregation.clipped(u.delta, to: $0) } ?? u.delta, weight: Double(max(u.examples, 0)))
+    }
+    override func result() -> [Float] {
+        guard let step = mean.mean else { return global }
+        return zip(global, step).map { $0 + $1 }
+    }
 }
 
 /// FedAvg (McMahan et al. 2017): the global model moves by the example-weighted mean of the deltas.
@@ -44,13 +87,11 @@ public struct FedAvg: Strategy {
     public init(clipNorm: Double? = nil) { self.clipNorm = clipNorm }
 
     public func aggregate(global: [Float], updates: [NodeUpdate]) -> [Float] {
-        var mean = Aggregation.WeightedMean(parameters: global.count)
-        for u in updates {
-            mean.add(clipNorm.map { Aggregation.clipped(u.delta, to: $0) } ?? u.delta, weight: Double(max(u.examples, 0)))
-        }
-        guard let step = mean.mean else { return global }
-        return zip(global, step).map { $0 + $1 }
+        let f = fold(global: global)
+        for u in updates { f.add(u) }
+        return f.result()
     }
+    public func fold(global: [Float]) -> UpdateFold { StreamingMean(global: global, clipNorm: clipNorm) }
 }
 
 /// FedProx (Li et al. 2020): FedAvg's aggregation; the workers add (μ/2)·‖w − w_global‖² to their loss.
@@ -59,6 +100,7 @@ public struct FedProx: Strategy {
     public var proximalMu: Float
     public init(mu: Float) { proximalMu = mu }
     public func aggregate(global: [Float], updates: [NodeUpdate]) -> [Float] { FedAvg().aggregate(global: global, updates: updates) }
+    public func fold(global: [Float]) -> UpdateFold { FedAvg().fold(global: global) }
 }
 
 /// Coordinate-wise median of the deltas (robust to a minority of bad nodes).
@@ -96,10 +138,24 @@ public struct AsyncMerge: Strategy {
         self.b = b
     }
     public func aggregate(global: [Float], updates: [NodeUpdate]) -> [Float] {
-        var w = global
-        for u in updates {
+        let f = fold(global: global)
+        for u in updates { f.add(u) }
+        return f.result()
+    }
+    public func fold(global: [Float]) -> UpdateFold { Merge(global: global, a: a, b: b) }
+
+    private final class Merge: UpdateFold {
+        let global: [Float], a: Float, b: Float
+        var w: [Float]
+        init(global: [Float], a: Float, b: Float) {
+            self.global = global
+            self.a = a
+            self.b = b
+            w = global
+        }
+        override func add(_ u: NodeUpdate) {
             for i in w.indices { w[i] = (a * w[i] + b * (global[i] + u.delta[i])) / (a + b) }
         }
-        return w
+        override func result() -> [Float] { w }
     }
 }

@@ -12,6 +12,29 @@ public struct TrainingConfig: Sendable {
     public var encoding: Encoding = .f16
     public var seed: UInt64 = 1
     public init() {}
+
+    /// The config as metadata entries of the global model file (`train.*`), how it travels to a worker.
+    public var metadata: [String: String] {
+        ["train.epochs": String(epochs), "train.batch_size": String(batchSize), "train.lr": learningRate.description,
+         "train.momentum": momentum.description, "train.mu": proximalMu.description, "train.encoding": encoding.rawValue,
+         "train.seed": String(seed)]
+    }
+
+    /// Reads a config sent by an aggregator; missing entries keep their defaults, bad ones are errors.
+    public init(metadata m: [String: String]) throws(WireError) {
+        func value<T>(_ key: String, _ parse: (String) -> T?, _ ok: (T) -> Bool, _ what: String) throws(WireError) -> T? {
+            guard let s = m["train." + key] else { return nil }
+            guard let v = parse(s), ok(v) else { throw WireError("training config train.\(key)=\(s) is not \(what)") }
+            return v
+        }
+        if let v = try value("epochs", { Int($0) }, { (1...1000).contains($0) }, "an integer in 1...1000") { epochs = v }
+        if let v = try value("batch_size", { Int($0) }, { (1...4096).contains($0) }, "an integer in 1...4096") { batchSize = v }
+        if let v = try value("lr", { Float($0) }, { $0.isFinite && $0 > 0 && $0 <= 10 }, "a learning rate in (0, 10]") { learningRate = v }
+        if let v = try value("momentum", { Float($0) }, { $0.isFinite && $0 >= 0 && $0 < 1 }, "a momentum in [0, 1)") { momentum = v }
+        if let v = try value("mu", { Float($0) }, { $0.isFinite && $0 >= 0 && $0 <= 100 }, "a FedProx mu in [0, 100]") { proximalMu = v }
+        if let v = try value("encoding", { Encoding(rawValue: $0) }, { _ in true }, "f32, f16 or i8") { encoding = v }
+        if let v = try value("seed", { UInt64($0) }, { _ in true }, "an unsigned integer") { seed = v }
+    }
 }
 
 /// The aggregator's only view of a worker: HTTP in production, in memory for `fedpi simulate` and tests.
@@ -22,34 +45,55 @@ public protocol WorkerClient: AnyObject, Sendable {
     func train(round: Int, global: [UInt8], config: TrainingConfig) async throws -> [UInt8]
 }
 
-/// A worker in this process: its own shard of a data set, the same code path as a board's worker
-/// (decode the global model, train, encode the delta).
+/// A worker in this process: its own shard of a data set, the same code path as a board's worker.
 public final class LocalWorker: WorkerClient, @unchecked Sendable {
     public let node: String
-    let modelID: String
-    let data: BatchProvider
-    let indices: [Int]
+    let job: LocalTraining
 
     public init(node: String, model: String, data: BatchProvider, indices: [Int]) {
         self.node = node
-        self.modelID = model
-        self.data = data
-        self.indices = indices
+        job = LocalTraining(node: node, model: model, data: data, indices: indices)
     }
 
     public func train(round: Int, global: [UInt8], config: TrainingConfig) async throws -> [UInt8] {
-        let model = try ModelZoo.make(modelID, seed: config.seed)
-        let (start, _) = try ModelFile.decode(global, expecting: model.parameters.entries, model: modelID)
-        model.parameters.load(start)
+        try job.run(round: round, global: global, config: config)
+    }
+}
+
+/// One node's local training, shared by in-process workers and the worker daemon: decode the global
+/// model, train on this node's samples, encode the delta.
+public struct LocalTraining: @unchecked Sendable {
+    public let node: String
+    public let model: String
+    public let data: BatchProvider
+    public let indices: [Int]
+    /// Training lanes (nil: one per core).
+    public var lanes: Int?
+
+    public init(node: String, model: String, data: BatchProvider, indices: [Int], lanes: Int? = nil) {
+        self.node = node
+        self.model = model
+        self.data = data
+        self.indices = indices
+        self.lanes = lanes
+    }
+
+    /// Trains from the encoded global model and returns the encoded update. `progress` sees every
+    /// batch; an error it throws cancels training.
+    public func run(round: Int, global: [UInt8], config: TrainingConfig,
+                    progress: ((TrainingProgress) throws -> Void)? = nil) throws -> [UInt8] {
+        let net = try ModelZoo.make(model, seed: config.seed)
+        let (start, _) = try ModelFile.decode(global, expecting: net.parameters.entries, model: model)
+        net.parameters.load(start)
         // every round and node gets its own shuffling and dropout stream
         let seed = config.seed &* 1_000_003 &+ UInt64(round) &* 7919 &+ UInt64(abs(node.hashValueStable))
-        let trainer = Trainer(model: model, options: TrainingOptions(
+        let trainer = Trainer(model: net, options: TrainingOptions(
             epochs: config.epochs, batchSize: config.batchSize, learningRate: config.learningRate,
-            optimizer: .sgd(momentum: config.momentum), seed: seed, proximalMu: config.proximalMu))
-        try trainer.train(on: data, indices: indices)
-        let delta = ModelFile.delta(model.parameters.flatValues, from: start)
+            optimizer: .sgd(momentum: config.momentum), seed: seed, lanes: lanes, proximalMu: config.proximalMu))
+        try trainer.train(on: data, indices: indices, progress: progress)
+        let delta = ModelFile.delta(net.parameters.flatValues, from: start)
         return delta.withUnsafeBufferPointer {
-            ModelFile.encode($0, layout: model.parameters.entries, model: modelID, encoding: config.encoding, kind: .delta,
+            ModelFile.encode($0, layout: net.parameters.entries, model: model, encoding: config.encoding, kind: .delta,
                              round: round, examples: indices.count, seed: seed)
         }
     }

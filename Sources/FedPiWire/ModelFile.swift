@@ -25,6 +25,8 @@ public struct ModelFileHeader: Sendable, Equatable {
     public var examples: Int
     public var encoding: Encoding
     public var kind: ContentKind
+    /// Every metadata entry of the file, FedPi's and any other (e.g. a training config).
+    public var metadata: [String: String] = [:]
 }
 
 /// Model weights and updates as safetensors files with FedPi metadata: `format`, `model`, `layout`
@@ -45,12 +47,14 @@ public enum ModelFile {
 
     /// Encodes `values` (laid out as `layout`, f32) with the given encoding.
     public static func encode(_ values: UnsafeBufferPointer<Float>, layout: [ParameterInfo], model: String, encoding: Encoding,
-                              kind: ContentKind = .weights, round: Int = 0, examples: Int = 0, seed: UInt64 = 0) -> [UInt8] {
+                              kind: ContentKind = .weights, round: Int = 0, examples: Int = 0, seed: UInt64 = 0,
+                              extra: [String: String] = [:]) -> [UInt8] {
         var g = SeededGenerator(seed: seed, stream: "i8.rounding")
-        var metadata: [String: String] = [
+        var metadata = extra
+        metadata.merge([
             "format": format, "model": model, "layout": layoutHash(layout), "round": String(round),
             "examples": String(examples), "encoding": encoding.rawValue, "kind": kind.rawValue,
-        ]
+        ]) { _, fedpi in fedpi }
         var tensors: [(name: String, dtype: DType, shape: [Int], data: [UInt8])] = []
         for e in layout {
             let slice = UnsafeBufferPointer(rebasing: values[e.offset..<(e.offset + e.count)])
@@ -110,7 +114,7 @@ public enum ModelFile {
             return v
         }
         let header = ModelFileHeader(model: model, layout: hash, round: try number("round"), examples: try number("examples"),
-                                     encoding: encoding, kind: kind)
+                                     encoding: encoding, kind: kind, metadata: m)
 
         let expectedNames = Set(layout.map(\.name))
         if let extra = file.tensors.first(where: { !expectedNames.contains($0.name) }) {

@@ -1,41 +1,11 @@
 #if canImport(Glibc)
+import FedPiFederation
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-
-/// Small number formatting without Foundation (keeps the tool's memory small).
-enum Format {
-    /// `x` with exactly `digits` decimals.
-    static func fixed(_ x: Double, _ digits: Int) -> String {
-        guard x.isFinite else { return String(x) }
-        var scale = 1.0
-        for _ in 0..<digits { scale *= 10 }
-        let scaled = (abs(x) * scale).rounded()
-        let whole = Int(scaled / scale)
-        let frac = Int(scaled - Double(whole) * scale)
-        var f = String(frac)
-        while f.count < digits { f = "0" + f }
-        return (x < 0 && scaled != 0 ? "-" : "") + String(whole) + (digits > 0 ? "." + f : "")
-    }
-
-    static func percent(_ x: Double) -> String { fixed(x * 100, 2) + "%" }
-
-    /// 75 → "1:15", 3725 → "1:02:05"
-    static func duration(_ seconds: Double) -> String {
-        let s = max(0, Int(seconds.rounded()))
-        let two = { (v: Int) in v < 10 ? "0\(v)" : "\(v)" }
-        return s >= 3600 ? "\(s / 3600):\(two(s / 60 % 60)):\(two(s % 60))" : "\(s / 60):\(two(s % 60))"
-    }
-
-    static func mebibytes(_ bytes: Int) -> String { fixed(Double(bytes) / 1_048_576, 1) + " MiB" }
-
-    static func padRight(_ s: String, _ width: Int) -> String { s + String(repeating: " ", count: max(0, width - s.count)) }
-
-    static func padLeft(_ s: String, _ width: Int) -> String { String(repeating: " ", count: max(0, width - s.count)) + s }
-}
 
 /// Process facts the CLI reports.
 enum ProcessInfoLite {

@@ -1,3 +1,4 @@
+import FedPiFederation
 import ArgumentParser
 import FedPiData
 

@@ -1,3 +1,4 @@
+import FedPiFederation
 import ArgumentParser
 import FedPiEngine
 import FedPiWire

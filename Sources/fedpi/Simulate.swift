@@ -107,13 +107,8 @@ struct Simulate: AsyncParsableCommand {
         federation.evaluate = { try Trainer.evaluate($0, on: test, indices: testIndices) }
         print("\(model), \(workers.count) workers (" + pieces.map { String($0.count) }.joined(separator: "/") + " samples), "
               + "\(chosen.name), \(encoding) deltas, \(localEpochs) local epoch(s), \(rounds) rounds")
-        print("round  accuracy    loss  seconds  bytes down   bytes up  notes")
-        federation.onRound = { r in
-            let notes = (r.completed ? "" : "FAILED (too few updates) ") + r.failures.map { "\($0.node): \($0.reason)" }.joined(separator: "; ")
-            print(Format.padLeft(String(r.round), 5) + Format.padLeft(r.testAccuracy.map(Format.percent) ?? "-", 10)
-                  + Format.padLeft(r.testLoss.map { Format.fixed($0, 4) } ?? "-", 8) + Format.padLeft(Format.fixed(r.seconds, 1), 9)
-                  + Format.padLeft(String(r.bytesDown), 12) + Format.padLeft(String(r.bytesUp), 11) + "  " + notes)
-        }
+        print(RoundTable.header)
+        federation.onRound = { print(RoundTable.row($0)) }
         _ = try federation.evaluateInitial()
         for r in 1...rounds { try await federation.runRound(r) }
         if let save {

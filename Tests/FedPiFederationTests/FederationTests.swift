@@ -49,7 +49,7 @@ final class FederationTests: XCTestCase {
         let before = f.model.parameters.flatValues
         let r = try await f.runRound(1)
         XCTAssertTrue(r.completed)
-        XCTAssertEqual(r.participants, ["pi-1", "pi-2"])
+        XCTAssertEqual(r.participants.map(\.node), ["pi-1", "pi-2"])
         XCTAssertEqual(r.failures.map(\.node), ["pi-3", "pi-4", "pi-5"])
         XCTAssertTrue(r.failures[0].reason.contains("values must be finite"), r.failures[0].reason)
         XCTAssertTrue(r.failures[1].reason.contains("round 6"), r.failures[1].reason)

@@ -1,0 +1,124 @@
+import FedPiEngine
+import FedPiFederation
+import FedPiRuntime
+import FedPiWire
+import Foundation
+
+/// The aggregator's `fleet.toml`: the nodes, the training plan, the round rules and where state lives.
+public struct FleetConfig: Sendable {
+    public struct Node: Sendable, Equatable {
+        public var name: String
+        public var url: String
+    }
+
+    public var nodes: [Node] = []
+    public var model = "mnist-cnn"
+    public var rounds = 10
+    public var localEpochs = 1
+    public var batchSize = 64
+    public var learningRate = 0.01
+    public var momentum = 0.9
+    /// Fewest usable updates for a round to count.
+    public var minNodes = 1
+    /// Share of the online nodes asked each round (at least `minNodes` of them).
+    public var fraction = 1.0
+    /// Longest a round waits for updates, seconds.
+    public var roundTimeout = 600.0
+    /// A node that refuses connections this long during a round is given up for that round, seconds.
+    public var unreachableGrace = 10.0
+    /// Timeout of a `GET /v1/node` probe, seconds.
+    public var probeTimeout = 2.0
+    /// Longest wait between probes of an offline node, seconds.
+    public var maxBackoff = 30.0
+    public var strategy = "fedavg"
+    public var mu = 0.01
+    public var clipNorm: Double?
+    public var encoding: Encoding = .f16
+    public var stateDir = "fedpi-state"
+    /// MNIST-format folder whose test split evaluates the global model after each round.
+    public var testData: String?
+    public var testLimit: Int?
+    public var seed: UInt64 = 1
+
+    public static let strategies = ["fedavg", "fedprox", "median", "trimmed-mean", "async-merge"]
+
+    public init() {}
+
+    public init(path: String) throws(ConfigError) {
+        try self.init(file: ConfigFile(path: path))
+    }
+
+    public init(text: String, path: String = "fleet.toml") throws(ConfigError) {
+        try self.init(file: ConfigFile(text: text, path: path))
+    }
+
+    init(file f: ConfigFile) throws(ConfigError) {
+        let path = f.path
+        if let v = try f.string("model") { model = v }
+        guard ModelZoo.names.contains(model) else {
+            throw ConfigError("\(path): model \(model) is not one of \(ModelZoo.names.joined(separator: ", "))")
+        }
+        if let v = try f.int("rounds", in: 1...1_000_000) { rounds = v }
+        if let v = try f.int("local_epochs", in: 1...1000) { localEpochs = v }
+        if let v = try f.int("batch_size", in: 1...4096) { batchSize = v }
+        if let v = try f.double("learning_rate", in: 1e-9...10) { learningRate = v }
+        if let v = try f.double("momentum", in: 0...0.999) { momentum = v }
+        if let v = try f.int("min_nodes", in: 1...100_000) { minNodes = v }
+        if let v = try f.double("fraction", in: 0.001...1) { fraction = v }
+        if let v = try f.double("round_timeout", in: 1...86_400) { roundTimeout = v }
+        if let v = try f.double("unreachable_grace", in: 0...86_400) { unreachableGrace = v }
+        if let v = try f.double("probe_timeout", in: 0.1...600) { probeTimeout = v }
+        if let v = try f.double("max_backoff", in: 0.1...86_400) { maxBackoff = v }
+        if let v = try f.string("strategy") {
+            guard FleetConfig.strategies.contains(v) else {
+                throw ConfigError("\(path): strategy \(v) is not one of \(FleetConfig.strategies.joined(separator: ", "))")
+            }
+            strategy = v
+        }
+        if let v = try f.double("mu", in: 0...100) { mu = v }
+        clipNorm = try f.double("clip_norm", in: 1e-9...1e12)
+        if let v = try f.string("encoding") {
+            guard let e = Encoding(rawValue: v) else { throw ConfigError("\(path): encoding must be f32, f16 or i8") }
+            encoding = e
+        }
+        if let v = try f.string("state_dir") { stateDir = v }
+        testData = try f.string("test_data")
+        testLimit = try f.int("test_limit", in: 1...100_000_000)
+        if let v = try f.int("seed", in: 0...Int.max) { seed = UInt64(v) }
+        for (i, n) in try f.tables("nodes").enumerated() {
+            guard let name = try n.string("name"), !name.isEmpty else { throw ConfigError("\(path): nodes[\(i + 1)] needs a name") }
+            guard let url = try n.string("url"), url.hasPrefix("http://") || url.hasPrefix("https://") else {
+                throw ConfigError("\(path): nodes[\(i + 1)] (\(name)) needs a url like http://10.0.0.11:8470")
+            }
+            try n.finish()
+            guard !nodes.contains(where: { $0.name == name }) else { throw ConfigError("\(path): node name \(name) appears twice") }
+            nodes.append(Node(name: name, url: url.hasSuffix("/") ? String(url.dropLast()) : url))
+        }
+        try f.finish()
+        guard !nodes.isEmpty else { throw ConfigError("\(path): no nodes; add [[nodes]] tables with name and url") }
+        guard minNodes <= nodes.count else {
+            throw ConfigError("\(path): min_nodes is \(minNodes) but only \(nodes.count) node(s) are listed")
+        }
+    }
+
+    public func makeStrategy() -> Strategy {
+        switch strategy {
+        case "fedprox": FedProx(mu: Float(mu))
+        case "median": FedMedian()
+        case "trimmed-mean": FedTrimmedMean(trim: 1)
+        case "async-merge": AsyncMerge()
+        default: FedAvg(clipNorm: clipNorm)
+        }
+    }
+
+    public var training: TrainingConfig {
+        var c = TrainingConfig()
+        c.epochs = localEpochs
+        c.batchSize = batchSize
+        c.learningRate = Float(learningRate)
+        c.momentum = Float(momentum)
+        c.encoding = encoding
+        c.seed = seed
+        return c
+    }
+}

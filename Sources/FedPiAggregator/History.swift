@@ -1,0 +1,83 @@
+import FedPiFederation
+import Foundation
+import GRDB
+
+/// The aggregator's record in SQLite: every round attempt with its metrics, who took part, who
+/// failed and why, and node state changes. Written in one transaction per round.
+public final class History: Sendable {
+    let db: DatabaseQueue
+
+    public init(path: String) throws {
+        db = try DatabaseQueue(path: path)
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE rounds (
+                    id INTEGER PRIMARY KEY, round INTEGER NOT NULL, attempt INTEGER NOT NULL, completed INTEGER NOT NULL,
+                    finished_at TEXT NOT NULL, seconds REAL NOT NULL, accuracy REAL, loss REAL,
+                    bytes_down INTEGER NOT NULL, bytes_up INTEGER NOT NULL, strategy TEXT NOT NULL, encoding TEXT NOT NULL);
+                CREATE TABLE participants (
+                    round_id INTEGER NOT NULL REFERENCES rounds(id), node TEXT NOT NULL, examples INTEGER NOT NULL,
+                    bytes INTEGER NOT NULL, seconds REAL NOT NULL);
+                CREATE TABLE failures (round_id INTEGER NOT NULL REFERENCES rounds(id), node TEXT NOT NULL, reason TEXT NOT NULL);
+                CREATE TABLE node_events (at TEXT NOT NULL, node TEXT NOT NULL, state TEXT NOT NULL, detail TEXT NOT NULL);
+                """)
+        }
+        try migrator.migrate(db)
+    }
+
+    static func now() -> String { Date().formatted(.iso8601) }
+
+    public func record(_ r: RoundRecord, strategy: String, encoding: String) throws {
+        try db.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO rounds (round, attempt, completed, finished_at, seconds, accuracy, loss, bytes_down, bytes_up, strategy, encoding)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [r.round, r.attempt, r.completed, History.now(), r.seconds, r.testAccuracy, r.testLoss,
+                            r.bytesDown, r.bytesUp, strategy, encoding])
+            let id = db.lastInsertedRowID
+            for p in r.participants {
+                try db.execute(sql: "INSERT INTO participants VALUES (?, ?, ?, ?, ?)", arguments: [id, p.node, p.examples, p.bytes, p.seconds])
+            }
+            for f in r.failures {
+                try db.execute(sql: "INSERT INTO failures VALUES (?, ?, ?)", arguments: [id, f.node, f.reason])
+            }
+        }
+    }
+
+    public func nodeEvent(_ node: String, state: String, detail: String) {
+        try? db.write { db in
+            try db.execute(sql: "INSERT INTO node_events VALUES (?, ?, ?, ?)", arguments: [History.now(), node, state, detail])
+        }
+    }
+
+    /// The highest round recorded as completed (0: none).
+    public func lastCompletedRound() throws -> Int {
+        try db.read { db in try Int.fetchOne(db, sql: "SELECT MAX(round) FROM rounds WHERE completed = 1") ?? 0 }
+    }
+
+    /// Attempts already made at `round` (so a resumed run numbers its next attempt on).
+    public func attempts(of round: Int) throws -> Int {
+        try db.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM rounds WHERE round = ?", arguments: [round]) ?? 0 }
+    }
+
+    public struct Summary: Sendable, Equatable {
+        public var round: Int, attempt: Int, completed: Bool, accuracy: Double?, participants: [String], failures: [String]
+    }
+
+    /// Every attempt, oldest first, with participants and failure reasons.
+    public func rounds() throws -> [Summary] {
+        try db.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, round, attempt, completed, accuracy FROM rounds ORDER BY id").map { row in
+                let id: Int64 = row["id"]
+                return Summary(
+                    round: row["round"], attempt: row["attempt"], completed: row["completed"], accuracy: row["accuracy"],
+                    participants: try String.fetchAll(db, sql: "SELECT node FROM participants WHERE round_id = ? ORDER BY node", arguments: [id]),
+                    failures: try Row.fetchAll(db, sql: "SELECT node, reason FROM failures WHERE round_id = ? ORDER BY node", arguments: [id])
+                        .map { "\($0["node"] as String): \($0["reason"] as String)" })
+            }
+        }
+    }
+}

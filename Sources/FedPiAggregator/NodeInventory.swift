@@ -1,0 +1,136 @@
+import AsyncHTTPClient
+import FedPiEngine
+import Foundation
+import Logging
+import NIOCore
+
+/// What the aggregator knows about each node: `unknown → online → busy → offline(backoff)`. Offline
+/// nodes are probed (`GET /v1/node`) again after an exponential backoff with jitter, so a board that
+/// comes back is used again without anybody restarting anything.
+public actor NodeInventory {
+    public enum State: String, Sendable { case unknown, online, busy, offline }
+
+    public struct Node: Sendable {
+        public let name: String
+        public let url: String
+        public var state: State = .unknown
+        /// Consecutive failed contacts; sets the backoff.
+        public var failures = 0
+        public var nextProbe = ContinuousClock.now
+        public var samples: Int?
+        public var lastError: String?
+    }
+
+    public private(set) var nodes: [Node]
+    let client: HTTPClient
+    let probeTimeout: Double
+    let maxBackoff: Double
+    let logger: Logger
+    var jitter: SeededGenerator
+    /// Every state change, for the history.
+    var onTransition: (@Sendable (String, State, String) -> Void)?
+
+    public init(nodes: [FleetConfig.Node], client: HTTPClient, probeTimeout: Double, maxBackoff: Double, seed: UInt64, logger: Logger) {
+        self.nodes = nodes.map { Node(name: $0.name, url: $0.url) }
+        self.client = client
+        self.probeTimeout = probeTimeout
+        self.maxBackoff = maxBackoff
+        self.logger = logger
+        jitter = SeededGenerator(seed: seed, stream: "backoff")
+    }
+
+    public func setOnTransition(_ f: @escaping @Sendable (String, State, String) -> Void) { onTransition = f }
+
+    /// Seconds to wait after `failures` consecutive failures: 0.5·2^(n−1), capped, times a jitter in [0.5, 1].
+    public static func backoff(failures: Int, cap: Double, jitter u: Double) -> Double {
+        guard failures > 0 else { return 0 }
+        return min(cap, 0.5 * pow(2, Double(min(failures - 1, 30)))) * (0.5 + 0.5 * u)
+    }
+
+    func index(_ name: String) -> Int? { nodes.firstIndex { $0.name == name } }
+
+    private func transition(_ i: Int, to state: State, _ detail: String) {
+        let old = nodes[i].state
+        nodes[i].state = state
+        guard old != state, !(old == .online && state == .busy), !(old == .busy && state == .online) else { return }
+        switch state {
+        case .online: logger.info("node \(nodes[i].name) online", metadata: ["url": "\(nodes[i].url)", "detail": "\(detail)"])
+        case .offline: logger.warning("node \(nodes[i].name) offline: \(detail)")
+        default: break
+        }
+        onTransition?(nodes[i].name, state, detail)
+    }
+
+    /// A contact worked: the node is online (or busy with a task).
+    public func succeeded(_ name: String, busy: Bool = false, samples: Int? = nil) {
+        guard let i = index(name) else { return }
+        nodes[i].failures = 0
+        nodes[i].lastError = nil
+        if let samples { nodes[i].samples = samples }
+        transition(i, to: busy ? .busy : .online, samples.map { "\($0) samples" } ?? "")
+    }
+
+    /// A contact failed: offline until the next probe, which backs off exponentially.
+    public func failed(_ name: String, _ error: String) {
+        guard let i = index(name) else { return }
+        nodes[i].failures += 1
+        nodes[i].lastError = error
+        let wait = NodeInventory.backoff(failures: nodes[i].failures, cap: maxBackoff, jitter: Double.random(in: 0...1, using: &jitter))
+        nodes[i].nextProbe = ContinuousClock.now + .milliseconds(Int(wait * 1000))
+        let wasOffline = nodes[i].state == .offline
+        transition(i, to: .offline, "\(error); next probe in \(String(format: "%.1f", wait)) s")
+        if wasOffline { logger.debug("node \(name) still offline: \(error)") }
+    }
+
+    /// Probes the nodes whose backoff has run out (every node when `all`), concurrently.
+    public func refresh(all: Bool = false) async {
+        let now = ContinuousClock.now
+        let due = nodes.filter { all || $0.state == .unknown || ($0.state == .offline && $0.nextProbe <= now) }
+        let results = await withTaskGroup(of: (String, Result<Int?, any Error>).self) { group in
+            for node in due {
+                group.addTask { [client, probeTimeout] in
+                    (node.name, await Self.probe(node.url, client: client, timeout: probeTimeout))
+                }
+            }
+            var out: [(String, Result<Int?, any Error>)] = []
+            for await r in group { out.append(r) }
+            return out
+        }
+        for (name, result) in results {
+            switch result {
+            case .success(let samples): succeeded(name, samples: samples)
+            case .failure(let error): failed(name, RemoteWorker.describe(error))
+            }
+        }
+    }
+
+    static func probe(_ url: String, client: HTTPClient, timeout: Double) async -> Result<Int?, any Error> {
+        do {
+            let response = try await client.execute(HTTPClientRequest(url: url + "/v1/node"), timeout: .milliseconds(Int64(timeout * 1000)))
+            let body = try await response.body.collect(upTo: 1 << 20)
+            guard response.status == .ok else { return .failure(RemoteWorker.Failure("GET /v1/node answered \(response.status.code)")) }
+            let info = try? JSONSerialization.jsonObject(with: Data(Array(buffer: body))) as? [String: Any]
+            return .success(info?["samples"] as? Int)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    public func state(of name: String) -> State? { index(name).map { nodes[$0].state } }
+
+    /// The nodes to ask this round: online ones, all or `fraction` of them (at least `minimum`),
+    /// chosen with the round's seed.
+    public func pick(fraction: Double, minimum: Int, seed: UInt64) -> [String] {
+        var online = nodes.filter { $0.state == .online || $0.state == .busy }.map(\.name)
+        guard fraction < 1 else { return online }
+        var g = SeededGenerator(seed: seed, stream: "pick")
+        online.shuffle(using: &g)
+        let n = min(online.count, max(minimum, Int((fraction * Double(online.count)).rounded(.up))))
+        return Array(online.prefix(n))
+    }
+
+    public var onlineCount: Int { nodes.filter { $0.state == .online || $0.state == .busy }.count }
+
+    /// The soonest moment an offline node is due for a probe.
+    public var nextDue: ContinuousClock.Instant? { nodes.filter { $0.state == .offline }.map(\.nextProbe).min() }
+}

@@ -1,0 +1,144 @@
+import AsyncHTTPClient
+import FedPiEngine
+import FedPiFederation
+import FedPiWire
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// A worker on another board, over HTTP: dispatch (`PUT /v1/rounds/r`), then long-poll collect
+/// (`GET /v1/rounds/r/update?wait=S`). A worker that lost its task (404) gets it again; a dropped
+/// connection is retried with backoff; a node that refuses connections for longer than the grace
+/// period is given up for the round. The round's deadline arrives as task cancellation.
+public final class RemoteWorker: WorkerClient, Sendable {
+    public let node: String
+    let url: String
+    let client: HTTPClient
+    let inventory: NodeInventory
+    let grace: Double
+    let logger: Logger
+    /// Seconds a collect call asks the worker to hold the connection.
+    static let longPoll = 20.0
+
+    public init(node: String, url: String, client: HTTPClient, inventory: NodeInventory, unreachableGrace: Double, logger: Logger) {
+        self.node = node
+        self.url = url
+        self.client = client
+        self.inventory = inventory
+        grace = unreachableGrace
+        self.logger = logger
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+        public init(_ description: String) { self.description = description }
+    }
+
+    /// A refusal that retrying cannot fix (the worker says the request itself is wrong).
+    struct Refused: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    public func train(round: Int, global: [UInt8], config: TrainingConfig) async throws -> [UInt8] {
+        let clock = ContinuousClock()
+        var dispatched = false
+        var unreachableSince: ContinuousClock.Instant?
+        var retry = 0
+        while true {
+            try Task.checkCancellation()
+            do {
+                if !dispatched {
+                    var put = HTTPClientRequest(url: "\(url)/v1/rounds/\(round)")
+                    put.method = .PUT
+                    put.headers.add(name: "Content-Type", value: "application/octet-stream")
+                    put.body = .bytes(ByteBuffer(bytes: global))
+                    let response = try await client.execute(put, timeout: .seconds(60))
+                    let body = try await response.body.collect(upTo: 1 << 20)
+                    switch response.status.code {
+                    case 200, 202:
+                        dispatched = true
+                        await inventory.succeeded(node, busy: true)
+                    case 400..<500:
+                        throw Refused(description: "the node refused round \(round): \(RemoteWorker.message(body))")
+                    default:
+                        throw Failure("PUT answered \(response.status.code): \(RemoteWorker.message(body))")
+                    }
+                }
+                let wait = RemoteWorker.longPoll
+                let get = HTTPClientRequest(url: "\(url)/v1/rounds/\(round)/update?wait=\(Int(wait))")
+                let response = try await client.execute(get, timeout: .seconds(Int64(wait) + 15))
+                let body = try await response.body.collect(upTo: WireLimits().maxFileBytes)
+                unreachableSince = nil
+                retry = 0
+                switch response.status.code {
+                case 200:
+                    await inventory.succeeded(node)
+                    return Array(buffer: body)
+                case 202:
+                    logger.debug("\(node): round \(round) still training: \(RemoteWorker.message(body))")
+                case 404:
+                    logger.warning("node \(node) lost its task for round \(round) (restarted?); dispatching again")
+                    dispatched = false
+                case 410:
+                    throw Refused(description: "the node moved on: \(RemoteWorker.message(body))")
+                case 500:
+                    await inventory.succeeded(node)
+                    throw Refused(description: "training failed on the node: \(RemoteWorker.message(body))")
+                default:
+                    throw Failure("GET update answered \(response.status.code): \(RemoteWorker.message(body))")
+                }
+            } catch let e as Refused {
+                throw e
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                if Task.isCancelled { throw CancellationError() }
+                let reason = RemoteWorker.describe(error)
+                if RemoteWorker.isSilence(error) {
+                    // connected but no answer: a frozen or overloaded node; only the round deadline ends this
+                    logger.warning("node \(node) did not answer (\(reason)); asking again")
+                } else {
+                    let since = unreachableSince ?? clock.now
+                    unreachableSince = since
+                    await inventory.failed(node, reason)
+                    let out = Double((clock.now - since).components.seconds)
+                    if out >= grace {
+                        throw Failure("unreachable for \(Int(out)) s during round \(round): \(reason)")
+                    }
+                }
+                retry += 1
+                let pause = min(2.0, 0.1 * pow(2, Double(min(retry, 10)))) * Double.random(in: 0.5...1)
+                try await Task.sleep(for: .milliseconds(Int(pause * 1000)))
+            }
+        }
+    }
+
+    /// Timeouts on an open connection: the node is there but silent.
+    static func isSilence(_ error: any Error) -> Bool {
+        if let e = error as? HTTPClientError { return e == .readTimeout || e == .deadlineExceeded }
+        return false
+    }
+
+    /// A short, human reading of a transport error.
+    static func describe(_ error: any Error) -> String {
+        if let e = error as? HTTPClientError {
+            switch e {
+            case .readTimeout, .deadlineExceeded: return "no answer before the timeout"
+            case .connectTimeout: return "connect timed out"
+            case .remoteConnectionClosed: return "connection closed by the node"
+            default: return "\(e)"
+            }
+        }
+        let text = "\(error)"
+        if text.contains("refused") || text.contains("ECONNREFUSED") { return "connection refused" }
+        return text
+    }
+
+    /// The `message` of a worker's JSON answer, or the body's first 200 characters.
+    static func message(_ body: ByteBuffer) -> String {
+        let data = Data(Array(buffer: body))
+        if let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let m = o["message"] as? String { return m }
+        return String(decoding: data.prefix(200), as: UTF8.self)
+    }
+}

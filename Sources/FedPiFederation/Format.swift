@@ -1,0 +1,44 @@
+/// Small number formatting without Foundation (keeps the tool's memory small).
+public enum Format {
+    /// `x` with exactly `digits` decimals.
+    public static func fixed(_ x: Double, _ digits: Int) -> String {
+        guard x.isFinite else { return String(x) }
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let scaled = (abs(x) * scale).rounded()
+        let whole = Int(scaled / scale)
+        let frac = Int(scaled - Double(whole) * scale)
+        var f = String(frac)
+        while f.count < digits { f = "0" + f }
+        return (x < 0 && scaled != 0 ? "-" : "") + String(whole) + (digits > 0 ? "." + f : "")
+    }
+
+    public static func percent(_ x: Double) -> String { fixed(x * 100, 2) + "%" }
+
+    /// 75 → "1:15", 3725 → "1:02:05"
+    public static func duration(_ seconds: Double) -> String {
+        let s = max(0, Int(seconds.rounded()))
+        let two = { (v: Int) in v < 10 ? "0\(v)" : "\(v)" }
+        return s >= 3600 ? "\(s / 3600):\(two(s / 60 % 60)):\(two(s % 60))" : "\(s / 60):\(two(s % 60))"
+    }
+
+    public static func mebibytes(_ bytes: Int) -> String { fixed(Double(bytes) / 1_048_576, 1) + " MiB" }
+
+    public static func padRight(_ s: String, _ width: Int) -> String { s + String(repeating: " ", count: max(0, width - s.count)) }
+
+    public static func padLeft(_ s: String, _ width: Int) -> String { String(repeating: " ", count: max(0, width - s.count)) + s }
+}
+
+/// The per-round table that `fedpi simulate` and `fedpi-aggregator` print.
+public enum RoundTable {
+    public static let header = "round  try  accuracy    loss  seconds  bytes down   bytes up  nodes  notes"
+
+    public static func row(_ r: RoundRecord) -> String {
+        let notes = (r.completed ? "" : "FAILED (too few updates) ") + r.failures.map { "\($0.node): \($0.reason)" }.joined(separator: "; ")
+        return Format.padLeft(String(r.round), 5) + Format.padLeft(String(r.attempt), 5)
+            + Format.padLeft(r.testAccuracy.map(Format.percent) ?? "-", 10)
+            + Format.padLeft(r.testLoss.map { Format.fixed($0, 4) } ?? "-", 8) + Format.padLeft(Format.fixed(r.seconds, 1), 9)
+            + Format.padLeft(String(r.bytesDown), 12) + Format.padLeft(String(r.bytesUp), 11)
+            + Format.padLeft(String(r.participants.count), 7) + "  " + notes
+    }
+}

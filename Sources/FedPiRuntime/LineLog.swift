@@ -1,0 +1,40 @@
+import Foundation
+import Logging
+
+/// One line per event on stderr, `level: message key=value…`, without a timestamp (journald and
+/// terminals add their own); `FEDPI_LOG_TIMESTAMPS=1` adds one for plain log files.
+public struct LineLogHandler: LogHandler {
+    public var logLevel: Logger.Level = .info
+    public var metadata: Logger.Metadata = [:]
+    let label: String
+    let timestamps: Bool
+
+    public init(label: String) {
+        self.label = label
+        timestamps = ProcessInfo.processInfo.environment["FEDPI_LOG_TIMESTAMPS"] == "1"
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var line = timestamps ? Date().formatted(.iso8601) + " " : ""
+        line += "\(event.level.rawValue): \(event.message)"
+        let all = metadata.merging(event.metadata ?? [:]) { $1 }
+        for (k, v) in all.sorted(by: { $0.key < $1.key }) { line += " \(k)=\(v)" }
+        line += "\n"
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+
+    /// Routes swift-log to this handler once per process; `level` from `--log-level` or LOG_LEVEL.
+    public static func bootstrap(level: Logger.Level = .info) {
+        let level = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? level
+        LoggingSystem.bootstrap { label in
+            var h = LineLogHandler(label: label)
+            h.logLevel = level
+            return h
+        }
+    }
+}

@@ -1,0 +1,203 @@
+import Dispatch
+import FedPiEngine
+import FedPiFederation
+import FedPiWire
+import Foundation
+import Logging
+import Synchronization
+
+/// The worker's one task: train on the global model of a round in the background, keep the finished
+/// update on disk until a newer round replaces it, and answer where things stand. A task for the same
+/// round and the same global model is the same task (PUT is idempotent); anything else replaces it.
+public final class TaskRunner: Sendable {
+    public enum Phase: String, Sendable { case idle, training, done, failed, cancelled }
+
+    public struct Snapshot: Sendable {
+        public var round: Int?
+        public var phase: Phase = .idle
+        public var samples = 0, total = 0
+        public var loss: Double?
+        public var seconds = 0.0
+        public var reason: String?
+        var digest = ""
+        var generation = 0
+    }
+
+    public enum Answer: Sendable {
+        case ready([UInt8])
+        case training(Snapshot)
+        case unknown
+        case superseded(current: Int)
+        case failed(String)
+    }
+
+    /// Deliberately broken updates, only for the tests that prove the aggregator rejects them.
+    public enum Fault: String, Sendable, CaseIterable { case nan, shape }
+
+    let job: LocalTraining
+    let layout: [ParameterInfo]
+    let stateDir: String
+    let logger: Logger
+    let fault: Fault?
+    let onChange: @Sendable (Snapshot) -> Void
+    private let state = Mutex(Snapshot())
+    private let queue = DispatchQueue(label: "fedpi.training")
+    private let counters = Mutex((rounds: 0, samples: 0, served: 0))
+
+    var updatePath: String { stateDir + "/update.safetensors" }
+
+    public init(job: LocalTraining, stateDir: String, logger: Logger, fault: Fault? = nil,
+                onChange: @escaping @Sendable (Snapshot) -> Void = { _ in }) throws {
+        self.job = job
+        layout = try ModelZoo.make(job.model, seed: 1).parameters.entries
+        self.stateDir = stateDir
+        self.logger = logger
+        self.fault = fault
+        self.onChange = onChange
+        try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+        restore()
+    }
+
+    public var snapshot: Snapshot { state.withLock { $0 } }
+    public var totals: (rounds: Int, samples: Int, served: Int) { counters.withLock { $0 } }
+
+    /// An update finished before a restart is still served: its file says which round it is for.
+    private func restore() {
+        guard let bytes = try? FileIO.read(updatePath),
+              let file = try? SafetensorsFile.decode(bytes),
+              let round = file.metadata["round"].flatMap(Int.init), let digest = file.metadata["global"] else { return }
+        state.withLock {
+            $0.round = round
+            $0.digest = digest
+            $0.phase = .done
+        }
+        logger.info("kept update for round \(round) from before the restart", metadata: ["file": "\(updatePath)"])
+    }
+
+    public enum Start: Sendable { case started, alreadyRunning, alreadyDone }
+
+    /// Starts (or re-confirms) the task for `round`; `global` is the aggregator's model file with the
+    /// training config in its metadata. A bad file throws and changes nothing.
+    public func start(round: Int, global: [UInt8]) throws(WireError) -> Start {
+        let (_, header) = try ModelFile.decode(global, expecting: layout, model: job.model)
+        guard header.kind == .weights else { throw WireError("expected model weights, got a \(header.kind.rawValue)") }
+        guard header.round == round else { throw WireError("the model file is for round \(header.round), the request for round \(round)") }
+        let config = try TrainingConfig(metadata: header.metadata)
+        let digest = Codecs.crc32Hex([global[...]])
+        let (decision, generation) = state.withLock { s -> (Start, Int) in
+            if s.round == round, s.digest == digest {
+                if s.phase == .training { return (.alreadyRunning, s.generation) }
+                if s.phase == .done { return (.alreadyDone, s.generation) }
+            }
+            s = Snapshot(round: round, phase: .training, total: job.indices.count * config.epochs, digest: digest, generation: s.generation + 1)
+            return (.started, s.generation)
+        }
+        guard decision == .started else { return decision }
+        try? FileManager.default.removeItem(atPath: updatePath)  // superseded
+        logger.info("round \(round): training started", metadata: [
+            "samples": "\(job.indices.count)", "epochs": "\(config.epochs)", "lr": "\(config.learningRate)", "encoding": "\(config.encoding)"])
+        onChange(snapshot)
+        queue.async { self.train(round: round, global: global, config: config, digest: digest, generation: generation) }
+        return .started
+    }
+
+    private func isCurrent(_ generation: Int) -> Bool { state.withLock { $0.generation == generation && $0.phase == .training } }
+
+    private func train(round: Int, global: [UInt8], config: TrainingConfig, digest: String, generation: Int) {
+        guard isCurrent(generation) else { return }
+        let clock = ContinuousClock(), start = clock.now
+        var lastReport = start
+        do {
+            var bytes = try job.run(round: round, global: global, config: config) { p in
+                guard self.isCurrent(generation) else { throw CancellationError() }
+                self.state.withLock {
+                    $0.samples = p.runSamples
+                    $0.loss = p.loss
+                    $0.seconds = p.elapsedSeconds
+                }
+                if clock.now - lastReport > .seconds(2) {
+                    lastReport = clock.now
+                    self.onChange(self.snapshot)
+                }
+            }
+            bytes = try stamp(bytes, digest: digest)
+            guard isCurrent(generation) else { return }
+            try FileIO.writeAtomically(bytes, to: updatePath)
+            let seconds = Double((clock.now - start).components.seconds)
+            let done: Bool = state.withLock {
+                guard $0.generation == generation else { return false }
+                $0.phase = .done
+                $0.samples = $0.total
+                return true
+            }
+            counters.withLock {
+                $0.rounds += 1
+                $0.samples += job.indices.count * config.epochs
+            }
+            if done { logger.info("round \(round): update ready", metadata: ["bytes": "\(bytes.count)", "seconds": "\(seconds)"]) }
+        } catch is CancellationError {
+            logger.info("round \(round): training stopped (cancelled or superseded)")
+        } catch {
+            state.withLock {
+                guard $0.generation == generation else { return }
+                $0.phase = .failed
+                $0.reason = "\(error)"
+            }
+            logger.error("round \(round): training failed: \(error)")
+        }
+        onChange(snapshot)
+    }
+
+    /// Records which global model the update was trained from (so a restarted worker can tell), and
+    /// applies a test fault when one is configured.
+    private func stamp(_ bytes: [UInt8], digest: String) throws -> [UInt8] {
+        let file = try SafetensorsFile.decode(bytes)
+        var metadata = file.metadata
+        metadata["global"] = digest
+        var tensors = file.tensors.map { (name: $0.name, dtype: $0.dtype, shape: $0.shape, data: Array(file.bytes(of: $0))) }
+        switch fault {
+        case .shape?: tensors[0].shape = [tensors[0].shape.reduce(1, *)]
+        case .nan?:
+            // a NaN in the first value, with a checksum that matches, so only the finiteness check can catch it
+            switch tensors[0].dtype {
+            case .f32: tensors[0].data.replaceSubrange(0..<4, with: [0x00, 0x00, 0xC0, 0x7F])
+            case .f16, .bf16: tensors[0].data.replaceSubrange(0..<2, with: [0x00, 0x7E])
+            case .i8, .u8: metadata["scale." + tensors[0].name] = "nan"
+            }
+            metadata["checksum"] = Codecs.crc32Hex(tensors.map { $0.data[...] })
+        case nil: break
+        }
+        return SafetensorsFile.encode(tensors, metadata: metadata)
+    }
+
+    /// Where round `round` stands, for the aggregator's collect call.
+    public func answer(round: Int) -> Answer {
+        let s = snapshot
+        guard let current = s.round, current >= round else { return .unknown }
+        if current > round { return .superseded(current: current) }
+        switch s.phase {
+        case .done:
+            guard let bytes = try? FileIO.read(updatePath) else { return .failed("the finished update could not be read back") }
+            counters.withLock { $0.served += 1 }
+            return .ready(bytes)
+        case .training: return .training(s)
+        case .failed: return .failed(s.reason ?? "training failed")
+        case .cancelled, .idle: return .unknown
+        }
+    }
+
+    /// Cancels round `round`'s task; false when there is no such task.
+    public func cancel(round: Int) -> Bool {
+        let cancelled: Bool = state.withLock {
+            guard $0.round == round, $0.phase == .training || $0.phase == .done else { return false }
+            $0.phase = .cancelled
+            return true
+        }
+        if cancelled {
+            try? FileManager.default.removeItem(atPath: updatePath)
+            logger.info("round \(round): cancelled by the aggregator")
+            onChange(snapshot)
+        }
+        return cancelled
+    }
+}

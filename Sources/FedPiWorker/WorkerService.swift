@@ -1,0 +1,231 @@
+import FedPiData
+import FedPiEngine
+import FedPiFederation
+import FedPiRuntime
+import FedPiWire
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+
+/// The worker daemon: its data shard, its task runner and the HTTP API of DESIGN.md.
+public final class WorkerService: Sendable {
+    public static let version = "0.2.0"
+    public let settings: WorkerSettings
+    public let model: String
+    let runner: TaskRunner
+    let test: LabeledImages?
+    let trainSamples: Int
+    let classes: [Int]
+    let logger: Logger
+    let started = ContinuousClock.now
+
+    /// Loads the data shard (only this node's samples stay in memory) and the finished-update store.
+    public init(settings: WorkerSettings, model: String = "mnist-cnn", fault: TaskRunner.Fault? = nil, logger: Logger) throws {
+        self.settings = settings
+        self.model = model
+        self.logger = logger
+        let directory = MNISTDirectory(settings.data)
+        let shard: LabeledImages
+        do {
+            let train = try directory.load(.train)
+            shard = train.subset(try settings.shard(of: train))
+        }
+        guard shard.count > 0 else { throw ConfigError("no training samples left after classes/partition/limit") }
+        trainSamples = shard.count
+        classes = shard.classCounts().map(\.label)
+        let testSet = try? directory.load(.test)
+        test = testSet.map { t in t.subset(Partition.sample(Array(0..<t.count), limit: settings.testLimit, seed: settings.seed)) }
+        runner = try TaskRunner(
+            job: LocalTraining(node: settings.name, model: model, data: shard, indices: Array(0..<shard.count), lanes: settings.lanes),
+            stateDir: settings.stateDir, logger: logger, fault: fault)
+        logger.info("loaded \(shard.count) training samples", metadata: [
+            "data": "\(settings.data)", "classes": "\(classes.map(String.init).joined(separator: ","))",
+            "test_samples": "\(test?.count ?? 0)"])
+    }
+
+    struct NodeInfo: Codable {
+        var node: String
+        var version: String
+        var models: [String]
+        var model: String
+        var dataset: String
+        var samples: Int
+        var classes: [Int]
+        var testSamples: Int
+        var state: String
+        var round: Int?
+        var progress: Progress
+        var uptimeSeconds: Double
+        var health: BoardHealth
+    }
+
+    struct Progress: Codable {
+        var samples: Int
+        var total: Int
+        var loss: Double?
+        var seconds: Double
+        var reason: String?
+    }
+
+    struct Message: Codable {
+        var round: Int?
+        var state: String
+        var message: String?
+    }
+
+    struct Evaluation: Codable {
+        var accuracy: Double
+        var loss: Double
+        var samples: Int
+        var seconds: Double
+    }
+
+    func info() -> NodeInfo {
+        let s = runner.snapshot
+        return NodeInfo(
+            node: settings.name, version: WorkerService.version, models: ModelZoo.names, model: model, dataset: settings.data,
+            samples: trainSamples, classes: classes, testSamples: test?.count ?? 0, state: s.phase.rawValue, round: s.round,
+            progress: progress(s), uptimeSeconds: Double((ContinuousClock.now - started).components.seconds), health: .read())
+    }
+
+    func progress(_ s: TaskRunner.Snapshot) -> Progress {
+        Progress(samples: s.samples, total: s.total, loss: s.loss, seconds: s.seconds, reason: s.reason)
+    }
+
+    /// The longest a collect call may hold the connection.
+    static let maxWait = 60.0
+
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.get("v1/health") { _, _ in self.json(Message(state: "ok")) }
+        router.get("v1/node") { _, _ in self.json(self.info()) }
+        router.put("v1/rounds/:round") { request, context in
+            guard let round = context.parameters.get("round", as: Int.self), round >= 0 else {
+                return self.json(Message(state: "error", message: "round must be a non-negative integer"), status: .badRequest)
+            }
+            let body: [UInt8]
+            do {
+                body = Array(buffer: try await request.body.collect(upTo: WireLimits().maxFileBytes))
+            } catch {
+                return self.json(Message(round: round, state: "error", message: "model file larger than \(WireLimits().maxFileBytes) bytes"),
+                                 status: .contentTooLarge)
+            }
+            do {
+                switch try self.runner.start(round: round, global: body) {
+                case .started: return self.json(Message(round: round, state: "training", message: "started"), status: .accepted)
+                case .alreadyRunning: return self.json(Message(round: round, state: "training", message: "already training this round"), status: .accepted)
+                case .alreadyDone: return self.json(Message(round: round, state: "done", message: "update ready"))
+                }
+            } catch {
+                self.logger.warning("round \(round): rejected the model file: \(error)")
+                return self.json(Message(round: round, state: "error", message: "\(error)"), status: .badRequest)
+            }
+        }
+        router.get("v1/rounds/:round/update") { request, context in
+            guard let round = context.parameters.get("round", as: Int.self) else {
+                return self.json(Message(state: "error", message: "round must be an integer"), status: .badRequest)
+            }
+            let wait = min(WorkerService.maxWait, max(0, request.uri.queryParameters.get("wait").flatMap { Double(String($0)) } ?? 0))
+            let deadline = ContinuousClock.now + .milliseconds(Int(wait * 1000))
+            while true {
+                switch self.runner.answer(round: round) {
+                case .ready(let bytes):
+                    return Response(status: .ok, headers: [.contentType: "application/octet-stream"],
+                                    body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+                case .training(let s):
+                    if ContinuousClock.now >= deadline {
+                        return self.json(Message(round: round, state: "training",
+                                                 message: "\(s.samples)/\(s.total) samples"), status: .accepted)
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
+                case .unknown:
+                    return self.json(Message(round: round, state: "unknown", message: "unknown round"), status: .notFound)
+                case .superseded(let current):
+                    return self.json(Message(round: current, state: "superseded", message: "round \(round) was superseded by round \(current)"),
+                                     status: .gone)
+                case .failed(let reason):
+                    return self.json(Message(round: round, state: "failed", message: reason), status: .internalServerError)
+                }
+            }
+        }
+        router.delete("v1/rounds/:round") { _, context in
+            guard let round = context.parameters.get("round", as: Int.self), self.runner.cancel(round: round) else {
+                return self.json(Message(state: "unknown", message: "no such task"), status: .notFound)
+            }
+            return self.json(Message(round: round, state: "cancelled"))
+        }
+        router.post("v1/evaluate") { request, _ in
+            guard let test = self.test else {
+                return self.json(Message(state: "error", message: "this worker has no test split"), status: .conflict)
+            }
+            let body: [UInt8]
+            do {
+                body = Array(buffer: try await request.body.collect(upTo: WireLimits().maxFileBytes))
+            } catch {
+                return self.json(Message(state: "error", message: "model file too large"), status: .contentTooLarge)
+            }
+            do {
+                let net = try ModelZoo.make(self.model, seed: 1)
+                let (values, _) = try ModelFile.decode(body, expecting: net.parameters.entries, model: self.model)
+                net.parameters.load(values)
+                let e = try await Task.detached { try Trainer.evaluate(net, on: test, lanes: 1) }.value
+                return self.json(Evaluation(accuracy: e.accuracy, loss: e.loss, samples: e.count, seconds: e.seconds))
+            } catch {
+                return self.json(Message(state: "error", message: "\(error)"), status: .badRequest)
+            }
+        }
+        router.get("metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: .init(byteBuffer: ByteBuffer(string: self.metrics())))
+        }
+        return router
+    }
+
+    func metrics() -> String {
+        let s = runner.snapshot, t = runner.totals, h = BoardHealth.read()
+        var lines = [
+            "# HELP fedpi_worker_rounds_trained_total Rounds this process finished training.",
+            "# TYPE fedpi_worker_rounds_trained_total counter", "fedpi_worker_rounds_trained_total \(t.rounds)",
+            "# HELP fedpi_worker_samples_trained_total Samples trained on by this process.",
+            "# TYPE fedpi_worker_samples_trained_total counter", "fedpi_worker_samples_trained_total \(t.samples)",
+            "# HELP fedpi_worker_updates_served_total Updates sent to an aggregator.",
+            "# TYPE fedpi_worker_updates_served_total counter", "fedpi_worker_updates_served_total \(t.served)",
+            "# HELP fedpi_worker_round The round of the current task (-1: none).",
+            "# TYPE fedpi_worker_round gauge", "fedpi_worker_round \(s.round ?? -1)",
+            "# HELP fedpi_worker_state 1 for the task's current state.", "# TYPE fedpi_worker_state gauge",
+        ]
+        for p in [TaskRunner.Phase.idle, .training, .done, .failed, .cancelled] {
+            lines.append("fedpi_worker_state{state=\"\(p.rawValue)\"} \(p == s.phase ? 1 : 0)")
+        }
+        if let r = h.residentBytes {
+            lines += ["# TYPE process_resident_memory_bytes gauge", "process_resident_memory_bytes \(r)"]
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return Response(status: status, headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully. `onListening` receives the bound port.
+    public func run(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let logger = self.logger
+        let app = Application(
+            router: router(),
+            configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "fedpi-worker"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                logger.info("listening", metadata: ["address": "http://\(self.settings.host):\(port)", "node": "\(self.settings.name)"])
+                await onListening(port)
+            },
+            logger: logger)
+        logger.warning("no TLS configured: this worker accepts unauthenticated requests from anyone who can reach its port")
+        try await app.runService()
+    }
+}

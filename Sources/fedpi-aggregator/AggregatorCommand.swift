@@ -1,0 +1,59 @@
+import ArgumentParser
+import FedPiAggregator
+import FedPiRuntime
+import Foundation
+import Logging
+
+@main
+struct AggregatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fedpi-aggregator",
+        abstract: "The FedPi aggregator: dials the fleet's workers and runs federated rounds.",
+        discussion: """
+            Reads a fleet file (TOML), probes the nodes, runs the rounds and prints one line per round.
+            After each round the global model is checkpointed to STATE_DIR/checkpoint.safetensors and the
+            round goes to STATE_DIR/history.sqlite; started again, the aggregator resumes after the last
+            completed round. Minimal fleet.toml:
+              rounds = 10
+              min_nodes = 2
+              test_data = "/usr/share/datasets/fashion-mnist"
+              state_dir = "/var/lib/fedpi-aggregator"
+              [[nodes]]
+              name = "pi-1"
+              url = "http://10.0.0.11:8470"
+            See provisioning/fleet.example.toml for every key.
+            """)
+
+    @Option(help: ArgumentHelp("Fleet file (TOML).", valueName: "file"))
+    var config: String
+
+    @Option(help: ArgumentHelp("Override the fleet file's state_dir.", valueName: "dir"))
+    var stateDir: String?
+
+    @Option(help: ArgumentHelp("Override the fleet file's number of rounds.", valueName: "n"))
+    var rounds: Int?
+
+    @Option(help: ArgumentHelp("Write the final model here (default STATE_DIR/final.safetensors).", valueName: "file"))
+    var save: String?
+
+    func run() async throws {
+        LineLogHandler.bootstrap()
+        var fleet: FleetConfig
+        do {
+            fleet = try FleetConfig(path: config)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        if let stateDir { fleet.stateDir = stateDir }
+        if let rounds {
+            guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+            fleet.rounds = rounds
+        }
+        let logger = Logger(label: "fedpi-aggregator")
+        // stdout carries the table; flush each line so a pipe or file sees rounds as they finish
+        try await Aggregator(config: fleet, logger: logger).run(save: save) { line in
+            print(line)
+            fflush(nil)
+        }
+    }
+}

@@ -1,0 +1,96 @@
+import ArgumentParser
+import FedPiEngine
+import FedPiRuntime
+import FedPiWorker
+import Foundation
+import Logging
+
+@main
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fedpi-worker",
+        abstract: "The FedPi worker daemon: trains on this board's data when an aggregator asks, over HTTP.",
+        discussion: """
+            Settings come from --config (TOML), then from flags, which win. Example worker.toml:
+              name = "pi-1"
+              listen = "0.0.0.0:8470"
+              data = "/srv/mnist"
+              classes = "0-3"            # or partition = "iid:1/3"
+              state_dir = "/var/lib/fedpi"
+            API: GET /v1/health, GET /v1/node, PUT /v1/rounds/R, GET /v1/rounds/R/update?wait=S,
+            DELETE /v1/rounds/R, POST /v1/evaluate, GET /metrics.
+            """,
+        version: WorkerService.version)
+
+    @Option(help: ArgumentHelp("TOML settings file.", valueName: "file"))
+    var config: String?
+
+    @Option(help: "Node name the aggregator knows this worker by.")
+    var name: String?
+
+    @Option(help: ArgumentHelp("Address to listen on: HOST:PORT, :PORT (all interfaces) or PORT (loopback). Port 0 picks a free one.", valueName: "address"))
+    var listen: String?
+
+    @Option(help: ArgumentHelp("Folder of MNIST-format files (raw or .gz).", valueName: "dir"))
+    var data: String?
+
+    @Option(help: ArgumentHelp("Train only on these classes, e.g. 0-3 or 0,2,5.", valueName: "classes"))
+    var classes: String?
+
+    @Option(help: ArgumentHelp("Keep one shard of a seeded split: iid:K/N or dirichlet:ALPHA:K/N.", valueName: "spec"))
+    var partition: String?
+
+    @Option(help: ArgumentHelp("Keep at most this many training samples (seeded subset).", valueName: "n"))
+    var limit: Int?
+
+    @Option(help: ArgumentHelp("Evaluate posted models on at most this many test samples.", valueName: "n"))
+    var testLimit: Int?
+
+    @Option(help: ArgumentHelp("Folder for finished updates (kept across restarts).", valueName: "dir"))
+    var stateDir: String?
+
+    @Option(help: ArgumentHelp("Training threads (default: one per core).", valueName: "n"))
+    var lanes: Int?
+
+    @Option(help: ArgumentHelp("Model this worker trains: \(ModelZoo.names.joined(separator: ", ")).", valueName: "name"))
+    var model: String = "mnist-cnn"
+
+    @Option(help: ArgumentHelp("Write the bound port to this file once listening (for scripts using port 0).", valueName: "file"))
+    var portFile: String?
+
+    @Option(help: .hidden)
+    var debugCorruptUpdates: String?
+
+    func validate() throws {
+        guard ModelZoo.names.contains(model) else { throw ValidationError(ModelZoo.UnknownModel(name: model).description) }
+        if let f = debugCorruptUpdates, TaskRunner.Fault(rawValue: f) == nil { throw ValidationError("unknown fault \(f)") }
+        if let lanes, lanes < 1 { throw ValidationError("--lanes must be at least 1") }
+    }
+
+    func run() async throws {
+        LineLogHandler.bootstrap()
+        var s = WorkerSettings()
+        do {
+            if let config { try s.load(path: config) }
+            if let name { s.name = name }
+            if let listen { (s.host, s.port) = try WorkerSettings.parseListen(listen) }
+            if let data { s.data = data }
+            if let classes { s.classes = classes }
+            if let partition { s.partition = partition }
+            if let limit { s.limit = limit }
+            if let testLimit { s.testLimit = testLimit }
+            if let stateDir { s.stateDir = stateDir }
+            if let lanes { s.lanes = lanes }
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        var logger = Logger(label: "fedpi-worker")
+        logger[metadataKey: "node"] = "\(s.name)"
+        let service = try WorkerService(settings: s, model: model, fault: debugCorruptUpdates.flatMap(TaskRunner.Fault.init(rawValue:)), logger: logger)
+        let portFile = self.portFile
+        try await service.run { port in
+            if let portFile { try? String(port).write(toFile: portFile, atomically: true, encoding: .utf8) }
+        }
+        logger.info("stopped")
+    }
+}
