@@ -74,6 +74,9 @@ let package = Package(
         .testTarget(name: "FedPiWireTests", dependencies: ["FedPiWire", "CHalf", "FedPiTesting"]),
         .testTarget(name: "FedPiFederationTests", dependencies: ["FedPiFederation", "FedPiData", "FedPiTesting"]),
         .testTarget(name: "FedPiDataTests", dependencies: ["FedPiData", "FedPiTesting"]),
+        .testTarget(
+            name: "FedPiSystemTests",
+            dependencies: ["fedpi-worker", "fedpi-aggregator", "FedPiAggregator", "FedPiWire", "FedPiData", "FedPiTesting"]),
         .testTarget(name: "fedpiTests", dependencies: ["fedpi", "FedPiTesting"]),
     ]
 )

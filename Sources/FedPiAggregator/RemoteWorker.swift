@@ -132,6 +132,7 @@ public final class RemoteWorker: WorkerClient, Sendable {
         }
         let text = "\(error)"
         if text.contains("refused") || text.contains("ECONNREFUSED") { return "connection refused" }
+        if text.contains("reset by peer") { return "connection reset" }
         return text
     }
 

@@ -1,0 +1,122 @@
+import FedPiAggregator
+import FedPiTesting
+import Foundation
+import XCTest
+
+/// Real `fedpi-worker` and `fedpi-aggregator` processes on loopback, with their logs in a temporary
+/// folder. Everything started is killed when the harness goes away.
+final class FleetHarness {
+    let dir: String
+    let binaries = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    var workers: [String: Process] = [:]
+    var ports: [String: Int] = [:]
+    var aggregator: Process?
+    var aggregatorRuns = 0
+    let model: String
+
+    init(model: String = "mnist-cnn") {
+        dir = IDXFixtures.temporaryDirectory("fedpi-fleet")
+        self.model = model
+    }
+
+    deinit { stopAll() }
+
+    func stopAll() {
+        for p in workers.values where p.isRunning {
+            kill(p.processIdentifier, SIGCONT)
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+        if let a = aggregator, a.isRunning {
+            kill(a.processIdentifier, SIGKILL)
+            a.waitUntilExit()
+        }
+    }
+
+    func launch(_ name: String, _ arguments: [String], log: String) throws -> Process {
+        let p = Process()
+        p.executableURL = binaries.appendingPathComponent(name)
+        p.arguments = arguments
+        FileManager.default.createFile(atPath: dir + "/" + log, contents: nil)
+        let handle = FileHandle(forWritingAtPath: dir + "/" + log)!
+        handle.seekToEndOfFile()
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        return p
+    }
+
+    /// Starts (or restarts, on the same port and state folder) a worker and waits until it listens.
+    func startWorker(_ name: String, classes: String, limit: Int = 900, extra: [String] = []) throws {
+        let portFile = "\(dir)/\(name).port"
+        try? FileManager.default.removeItem(atPath: portFile)
+        let listen = "127.0.0.1:\(ports[name] ?? 0)"
+        workers[name] = try launch("fedpi-worker", [
+            "--name", name, "--listen", listen, "--port-file", portFile, "--model", model,
+            "--data", IDXFixtures.fashionMNIST, "--classes", classes, "--limit", String(limit), "--test-limit", "200",
+            "--lanes", "1", "--state-dir", "\(dir)/\(name)-state",
+        ] + extra, log: "\(name).log")
+        try waitFor("\(name) to listen", timeout: 60) { FileManager.default.fileExists(atPath: portFile) }
+        ports[name] = Int(try String(contentsOfFile: portFile, encoding: .utf8))
+    }
+
+    func signal(_ name: String, _ sig: Int32) {
+        guard let p = workers[name] else { return XCTFail("no worker \(name)") }
+        kill(p.processIdentifier, sig)
+        if sig == SIGKILL { p.waitUntilExit() }
+    }
+
+    var stateDir: String { dir + "/aggregator" }
+
+    func writeFleet(rounds: Int, minNodes: Int, roundTimeout: Double = 120, grace: Double = 3) throws {
+        var text = """
+            model = "\(model)"
+            rounds = \(rounds)
+            min_nodes = \(minNodes)
+            round_timeout = \(roundTimeout)
+            unreachable_grace = \(grace)
+            probe_timeout = 1
+            max_backoff = 1
+            test_data = "\(IDXFixtures.fashionMNIST)"
+            test_limit = 1000
+            state_dir = "\(stateDir)"
+
+            """
+        for name in ports.keys.sorted() {
+            text += "[[nodes]]\nname = \"\(name)\"\nurl = \"http://127.0.0.1:\(ports[name]!)\"\n"
+        }
+        try text.write(toFile: dir + "/fleet.toml", atomically: true, encoding: .utf8)
+    }
+
+    func startAggregator() throws {
+        aggregatorRuns += 1
+        aggregator = try launch("fedpi-aggregator", ["--config", dir + "/fleet.toml"], log: "aggregator-\(aggregatorRuns).log")
+    }
+
+    func aggregatorLog(_ run: Int? = nil) -> String {
+        (try? String(contentsOfFile: dir + "/aggregator-\(run ?? aggregatorRuns).log", encoding: .utf8)) ?? ""
+    }
+
+    func log(_ name: String) -> String { (try? String(contentsOfFile: "\(dir)/\(name).log", encoding: .utf8)) ?? "" }
+
+    /// Waits for the aggregator to exit; fails the test (and kills it) after `timeout` seconds.
+    func waitForAggregator(timeout: Double) throws -> Int32 {
+        guard let a = aggregator else { throw XCTSkip("no aggregator") }
+        try waitFor("the aggregator to finish", timeout: timeout) { !a.isRunning }
+        return a.terminationStatus
+    }
+
+    func waitFor(_ what: String, timeout: Double, _ condition: () -> Bool) throws {
+        let end = Date().addingTimeInterval(timeout)
+        while !condition() {
+            if Date() > end {
+                let message = "timed out after \(timeout) s waiting for \(what)\n--- aggregator log:\n\(aggregatorLog())"
+                stopAll()
+                throw NSError(domain: "FleetHarness", code: 1, userInfo: [NSLocalizedDescriptionKey: message])
+            }
+            usleep(50_000)
+        }
+    }
+
+    func history() throws -> [History.Summary] { try History(path: stateDir + "/history.sqlite").rounds() }
+}

@@ -1,0 +1,136 @@
+import FedPiAggregator
+import FedPiData
+import FedPiEngine
+import FedPiTesting
+import FedPiWire
+import Foundation
+import XCTest
+
+/// The scenarios with real processes on loopback: workers and the aggregator killed, frozen
+/// and restarted, and bad updates. Each test is bounded in time by its waits.
+final class FleetTests: XCTestCase {
+    var fleet: FleetHarness!
+
+    override func setUpWithError() throws {
+        fleet = FleetHarness()
+    }
+
+    override func tearDown() {
+        fleet.stopAll()
+        fleet = nil
+    }
+
+    func startThree(extra: [String: [String]] = [:]) throws {
+        for (name, classes) in [("w1", "0-3"), ("w2", "4-6"), ("w3", "7-9")] {
+            try fleet.startWorker(name, classes: classes, extra: extra[name] ?? [])
+        }
+    }
+
+    func completed(_ rounds: [History.Summary]) -> [Int] { rounds.filter(\.completed).map(\.round) }
+
+    func testThreeWorkersThreeRoundsLearnCheckpointAndRecord() throws {
+        try startThree()
+        try fleet.writeFleet(rounds: 3, minNodes: 3)
+        try fleet.startAggregator()
+        XCTAssertEqual(try fleet.waitForAggregator(timeout: 240), 0, fleet.aggregatorLog())
+        let rounds = try fleet.history()
+        XCTAssertEqual(completed(rounds), [0, 1, 2, 3])
+        XCTAssertEqual(rounds.last?.participants, ["w1", "w2", "w3"])
+        let first = try XCTUnwrap(rounds.first?.accuracy), last = try XCTUnwrap(rounds.last?.accuracy)
+        XCTAssertGreaterThan(last, first + 0.25, "accuracy must rise: \(first) → \(last)")
+        // the checkpoint and the final model load as mnist-cnn weights
+        let net = try ModelZoo.make("mnist-cnn", seed: 1)
+        let (_, checkpoint) = try ModelFile.decode(try FileIO.read(fleet.stateDir + "/checkpoint.safetensors"),
+                                                   expecting: net.parameters.entries, model: "mnist-cnn")
+        XCTAssertEqual(checkpoint.round, 3)
+        let (values, final) = try ModelFile.decode(try FileIO.read(fleet.stateDir + "/final.safetensors"),
+                                                   expecting: net.parameters.entries, model: "mnist-cnn")
+        XCTAssertEqual(final.kind, .weights)
+        net.parameters.load(values)
+        XCTAssertEqual(try Trainer.evaluate(net, on: try MNISTDirectory(IDXFixtures.fashionMNIST).load(.test),
+                                            indices: Partition.sample(Array(0..<10000), limit: 1000, seed: 1)).accuracy, last, accuracy: 1e-9)
+        XCTAssertTrue(fleet.aggregatorLog().contains("round 3: update from w2 accepted"))
+    }
+
+    func testKilledWorkerDoesNotStallTheRoundAndRejoinsAfterRestart() throws {
+        try startThree()
+        try fleet.writeFleet(rounds: 4, minNodes: 2, roundTimeout: 120, grace: 2)
+        try fleet.startAggregator()
+        try fleet.waitFor("round 2 dispatch", timeout: 120) { fleet.aggregatorLog().contains("round 2: dispatching") }
+        fleet.signal("w3", SIGKILL)
+        try fleet.waitFor("round 2 to end", timeout: 60) { fleet.aggregatorLog().contains("    2    1 ") }
+        try fleet.startWorker("w3", classes: "7-9")
+        XCTAssertEqual(try fleet.waitForAggregator(timeout: 240), 0, fleet.aggregatorLog())
+        let rounds = try fleet.history()
+        let round2 = try XCTUnwrap(rounds.first { $0.round == 2 })
+        XCTAssertTrue(round2.completed)
+        XCTAssertEqual(round2.participants, ["w1", "w2"])
+        XCTAssertTrue(round2.failures.first?.contains("unreachable") ?? false, "\(round2.failures)")
+        XCTAssertTrue(rounds.contains { $0.round >= 3 && $0.participants.contains("w3") },
+                      "the restarted worker must take part again: \(rounds)")
+    }
+
+    func testFrozenWorkerHitsTheDeadlineAndIsBackAfterContinue() throws {
+        try startThree()
+        try fleet.writeFleet(rounds: 4, minNodes: 2, roundTimeout: 15)
+        try fleet.startAggregator()
+        try fleet.waitFor("round 2 dispatch", timeout: 120) { fleet.aggregatorLog().contains("round 2: dispatching") }
+        fleet.signal("w3", SIGSTOP)
+        try fleet.waitFor("round 2 to end", timeout: 60) { fleet.aggregatorLog().contains("    2    1 ") }
+        fleet.signal("w3", SIGCONT)
+        XCTAssertEqual(try fleet.waitForAggregator(timeout: 240), 0, fleet.aggregatorLog())
+        let rounds = try fleet.history()
+        let round2 = try XCTUnwrap(rounds.first { $0.round == 2 })
+        XCTAssertTrue(round2.completed)
+        XCTAssertEqual(round2.participants, ["w1", "w2"])
+        XCTAssertTrue(round2.failures.first?.contains("deadline") ?? false, "\(round2.failures)")
+        XCTAssertTrue(rounds.contains { $0.round >= 3 && $0.participants.contains("w3") }, "w3 must be back: \(rounds)")
+    }
+
+    func testKilledAggregatorResumesAtTheInterruptedRound() throws {
+        try startThree()
+        try fleet.writeFleet(rounds: 3, minNodes: 3)
+        try fleet.startAggregator()
+        try fleet.waitFor("round 2 dispatch", timeout: 120) { fleet.aggregatorLog().contains("round 2: dispatching") }
+        kill(fleet.aggregator!.processIdentifier, SIGKILL)
+        fleet.aggregator!.waitUntilExit()
+        let net = try ModelZoo.make("mnist-cnn", seed: 1)
+        let (_, checkpoint) = try ModelFile.decode(try FileIO.read(fleet.stateDir + "/checkpoint.safetensors"),
+                                                   expecting: net.parameters.entries, model: "mnist-cnn")
+        XCTAssertEqual(checkpoint.round, 1)
+        try fleet.startAggregator()
+        XCTAssertEqual(try fleet.waitForAggregator(timeout: 240), 0, fleet.aggregatorLog())
+        XCTAssertTrue(fleet.aggregatorLog().contains("resuming after round 1"))
+        XCTAssertFalse(fleet.aggregatorLog().contains("    1    1 "), "round 1 must not run again")
+        XCTAssertEqual(completed(try fleet.history()), [0, 1, 2, 3], "each round completed exactly once")
+    }
+
+    func testWorkerRestartedBetweenDispatchAndCollectGetsTheTaskAgain() throws {
+        try startThree()
+        try fleet.writeFleet(rounds: 2, minNodes: 3, grace: 60)
+        try fleet.startAggregator()
+        try fleet.waitFor("w3 to start round 2", timeout: 120) { fleet.log("w3").contains("round 2: training started") }
+        fleet.signal("w3", SIGKILL)
+        try fleet.startWorker("w3", classes: "7-9")
+        XCTAssertEqual(try fleet.waitForAggregator(timeout: 240), 0, fleet.aggregatorLog())
+        XCTAssertTrue(fleet.aggregatorLog().contains("node w3 lost its task for round 2"), fleet.aggregatorLog())
+        let round2 = try XCTUnwrap(try fleet.history().first { $0.round == 2 })
+        XCTAssertEqual(round2.participants, ["w1", "w2", "w3"])
+        XCTAssertEqual(round2.failures, [])
+    }
+
+    func testBadUpdatesAreRejectedWithTheReasonAndTheRoundGoesOn() throws {
+        try startThree(extra: ["w3": ["--debug-corrupt-updates", "nan"]])
+        try fleet.startWorker("w4", classes: "0-9", extra: ["--debug-corrupt-updates", "shape"])
+        try fleet.writeFleet(rounds: 1, minNodes: 2)
+        try fleet.startAggregator()
+        XCTAssertEqual(try fleet.waitForAggregator(timeout: 240), 0, fleet.aggregatorLog())
+        let round1 = try XCTUnwrap(try fleet.history().first { $0.round == 1 })
+        XCTAssertTrue(round1.completed)
+        XCTAssertEqual(round1.participants, ["w1", "w2"])
+        XCTAssertEqual(round1.failures.count, 2)
+        XCTAssertTrue(round1.failures[0].hasPrefix("w3: update rejected") && round1.failures[0].contains("finite"), round1.failures[0])
+        XCTAssertTrue(round1.failures[1].hasPrefix("w4: update rejected") && round1.failures[1].contains("shape"), round1.failures[1])
+        XCTAssertTrue(fleet.aggregatorLog().contains("no update from w3: update rejected"))
+    }
+}
