@@ -18,7 +18,7 @@ public final class History: Sendable {
                     bytes_down INTEGER NOT NULL, bytes_up INTEGER NOT NULL, strategy TEXT NOT NULL, encoding TEXT NOT NULL);
                 CREATE TABLE participants (
                     round_id INTEGER NOT NULL REFERENCES rounds(id), node TEXT NOT NULL, examples INTEGER NOT NULL,
-                    bytes INTEGER NOT NULL, seconds REAL NOT NULL);
+                    bytes INTEGER NOT NULL, seconds REAL NOT NULL, train_seconds REAL);
                 CREATE TABLE failures (round_id INTEGER NOT NULL REFERENCES rounds(id), node TEXT NOT NULL, reason TEXT NOT NULL);
                 CREATE TABLE node_events (at TEXT NOT NULL, node TEXT NOT NULL, state TEXT NOT NULL, detail TEXT NOT NULL);
                 """)
@@ -39,7 +39,8 @@ public final class History: Sendable {
                             r.bytesDown, r.bytesUp, strategy, encoding])
             let id = db.lastInsertedRowID
             for p in r.participants {
-                try db.execute(sql: "INSERT INTO participants VALUES (?, ?, ?, ?, ?)", arguments: [id, p.node, p.examples, p.bytes, p.seconds])
+                try db.execute(sql: "INSERT INTO participants VALUES (?, ?, ?, ?, ?, ?)",
+                               arguments: [id, p.node, p.examples, p.bytes, p.seconds, p.trainSeconds])
             }
             for f in r.failures {
                 try db.execute(sql: "INSERT INTO failures VALUES (?, ?, ?)", arguments: [id, f.node, f.reason])

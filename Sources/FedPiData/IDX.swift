@@ -3,8 +3,11 @@ import CZlib
 /// An IDX file (the MNIST format): a 4-byte magic `00 00 <type> <rank>`, `rank` big-endian UInt32
 /// dimensions, then the data. FedPi reads unsigned-byte files, raw or gzip-compressed.
 public struct IDXArray: Sendable {
+    /// Dimensions of what was kept (the first is the number of selected records).
     public let dimensions: [Int]
     public let bytes: [UInt8]
+    /// Records (first dimension) in the file, selected or not.
+    public var fileRecords: Int
 }
 
 /// Why an IDX file could not be read; names the file and what is wrong with it.
@@ -19,7 +22,10 @@ public enum IDX {
     public static let defaultByteLimit = 1 << 30
 
     /// Reads and validates an unsigned-byte IDX file. Gzip is detected from the content, not the name.
-    public static func read(path: String, byteLimit: Int = defaultByteLimit) throws -> IDXArray {
+    /// With `records` (ascending indices along the first dimension) only those records are kept; the
+    /// rest are streamed past, so memory holds the selection, not the file. The whole file is
+    /// validated either way.
+    public static func read(path: String, byteLimit: Int = defaultByteLimit, records: [Int]? = nil) throws -> IDXArray {
         guard let file = gzopen(path, "rb") else {
             throw IDXError(path: path, problem: "cannot open: \(String(cString: strerror(errno)))")
         }
@@ -68,18 +74,48 @@ public enum IDX {
             total = product
         }
 
-        let bytes = try [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
-            let n = try readFully(buffer.baseAddress!, total)
-            initialized = n
-            guard n == total else {
-                throw fail("truncated: header \(dims.map(String.init).joined(separator: "x")) promises \(total) data bytes, file has \(n)")
+        func truncated(_ n: Int) -> IDXError {
+            fail("truncated: header \(dims.map(String.init).joined(separator: "x")) promises \(total) data bytes, file has \(n)")
+        }
+        let bytes: [UInt8]
+        var outDims = dims
+        if let records {
+            let per = dims[0] > 0 ? total / dims[0] : 0
+            guard zip(records, records.dropFirst()).allSatisfy({ $0 < $1 }), records.allSatisfy({ (0..<dims[0]).contains($0) }) else {
+                throw fail("selected records must be ascending and within 0..<\(dims[0])")
+            }
+            outDims[0] = records.count
+            let chunkRecords = max(1, (1 << 20) / max(per, 1))
+            var scratch = [UInt8](repeating: 0, count: chunkRecords * per)
+            var out = [UInt8](repeating: 0, count: records.count * per)
+            var next = 0, record = 0, consumed = 0
+            while record < dims[0] {
+                let count = min(chunkRecords, dims[0] - record)
+                let n = try scratch.withUnsafeMutableBytes { try readFully($0.baseAddress!, count * per) }
+                consumed += n
+                guard n == count * per else { throw truncated(consumed) }
+                while next < records.count, records[next] < record + count {
+                    let from = (records[next] - record) * per
+                    out.withUnsafeMutableBufferPointer { o in
+                        scratch.withUnsafeBufferPointer { (o.baseAddress! + next * per).update(from: $0.baseAddress! + from, count: per) }
+                    }
+                    next += 1
+                }
+                record += count
+            }
+            bytes = out
+        } else {
+            bytes = try [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
+                let n = try readFully(buffer.baseAddress!, total)
+                initialized = n
+                guard n == total else { throw truncated(n) }
             }
         }
         var extra: UInt8 = 0
         if try readFully(&extra, 1) != 0 {
             throw fail("has bytes after the \(total) data bytes its header \(dims.map(String.init).joined(separator: "x")) describes")
         }
-        return IDXArray(dimensions: dims, bytes: bytes)
+        return IDXArray(dimensions: outDims, bytes: bytes, fileRecords: dims[0])
     }
 
     private static func hex(_ b: [UInt8]) -> String {

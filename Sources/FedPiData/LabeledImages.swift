@@ -24,20 +24,25 @@ public struct LabeledImages: BatchProvider, Sendable {
     }
 
     /// Reads an IDX images file and an IDX labels file (raw or gzip) and checks that they agree.
-    public static func load(images imagesPath: String, labels labelsPath: String) throws -> LabeledImages {
-        let images = try IDX.read(path: imagesPath)
-        guard images.dimensions.count == 3 else {
-            throw IDXError(path: imagesPath, problem: "is not an images file: expected 3 dimensions (count, rows, columns), found \(images.dimensions.count)")
-        }
+    /// `keep`, given all labels, picks the samples to hold (ascending); the other images are streamed
+    /// past, never held (a worker with a third of the classes holds a third of the pixels).
+    public static func load(images imagesPath: String, labels labelsPath: String,
+                            keep: (([UInt8]) throws -> [Int])? = nil) throws -> LabeledImages {
         let labels = try IDX.read(path: labelsPath)
         guard labels.dimensions.count == 1 else {
             throw IDXError(path: labelsPath, problem: "is not a labels file: expected 1 dimension, found \(labels.dimensions.count)")
         }
-        guard images.dimensions[0] == labels.dimensions[0] else {
-            throw DatasetError("\(imagesPath) has \(images.dimensions[0]) images but \(labelsPath) has \(labels.dimensions[0]) labels")
+        let selection = try keep?(labels.bytes)
+        let images = try IDX.read(path: imagesPath, records: selection)
+        guard images.dimensions.count == 3 else {
+            throw IDXError(path: imagesPath, problem: "is not an images file: expected 3 dimensions (count, rows, columns), found \(images.dimensions.count)")
         }
-        guard images.dimensions[0] > 0 else { throw IDXError(path: imagesPath, problem: "holds no images") }
-        return try LabeledImages(height: images.dimensions[1], width: images.dimensions[2], pixels: images.bytes, labels: labels.bytes)
+        guard images.fileRecords == labels.fileRecords else {
+            throw DatasetError("\(imagesPath) has \(images.fileRecords) images but \(labelsPath) has \(labels.fileRecords) labels")
+        }
+        guard images.fileRecords > 0 else { throw IDXError(path: imagesPath, problem: "holds no images") }
+        return try LabeledImages(height: images.dimensions[1], width: images.dimensions[2], pixels: images.bytes,
+                                 labels: selection.map { $0.map { labels.bytes[$0] } } ?? labels.bytes)
     }
 
     public func label(at index: Int) -> Int { Int(labels[index]) }
@@ -47,21 +52,6 @@ public struct LabeledImages: BatchProvider, Sendable {
         var counts = [Int](repeating: 0, count: 256)
         for l in labels { counts[Int(l)] += 1 }
         return counts.enumerated().filter { $0.element > 0 }.map { (label: $0.offset, count: $0.element) }
-    }
-
-    /// A compact copy holding only the samples at `indices`, in that order (a worker keeps its own
-    /// shard, not the whole file).
-    public func subset(_ indices: [Int]) -> LabeledImages {
-        let per = height * width
-        var px = [UInt8](repeating: 0, count: indices.count * per)
-        px.withUnsafeMutableBufferPointer { out in
-            pixels.withUnsafeBufferPointer { src in
-                for (k, i) in indices.enumerated() {
-                    (out.baseAddress! + k * per).update(from: src.baseAddress! + i * per, count: per)
-                }
-            }
-        }
-        return try! LabeledImages(height: height, width: width, pixels: px, labels: indices.map { labels[$0] })
     }
 
     /// Indices of the samples whose label is in `classes`, ascending.

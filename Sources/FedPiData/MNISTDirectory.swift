@@ -15,9 +15,10 @@ public struct MNISTDirectory: Sendable {
         (try find(split, "images", "idx3"), try find(split, "labels", "idx1"))
     }
 
-    public func load(_ split: Split) throws -> LabeledImages {
+    /// Loads a split; `keep` (see `LabeledImages.load`) holds only the chosen samples.
+    public func load(_ split: Split, keep: (([UInt8]) throws -> [Int])? = nil) throws -> LabeledImages {
         let f = try files(split)
-        return try LabeledImages.load(images: f.images, labels: f.labels)
+        return try LabeledImages.load(images: f.images, labels: f.labels, keep: keep)
     }
 
     private func find(_ split: Split, _ kind: String, _ idx: String) throws -> String {

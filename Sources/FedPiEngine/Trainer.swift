@@ -139,7 +139,7 @@ public final class Trainer {
         var summaries: [EpochSummary] = []
         var runSamples = 0
         let runTotal = order.count * options.epochs
-        let blasThreads = GEMM.singleThreaded(if: lanes.count > 1)
+        let blasThreads = GEMM.singleThreaded(if: lanes.count > 1 || options.lanes != nil)  // explicit lanes: that many cores in all
         defer { GEMM.threads = blasThreads }
         anchor = options.proximalMu > 0 ? model.parameters.flatValues : []
         for epoch in 1...max(1, options.epochs) {
@@ -232,7 +232,7 @@ public final class Trainer {
         let chunks = (order.count + step - 1) / step
         let active = max(1, min(laneCount ?? cores, chunks))
         let lanes = (0..<active).map { $0 == 0 ? Lane(model) : Lane(model.replica()) }
-        let blasThreads = GEMM.singleThreaded(if: active > 1)
+        let blasThreads = GEMM.singleThreaded(if: active > 1 || laneCount != nil)
         defer { GEMM.threads = blasThreads }
         Parallel.run(active) { r in
             let lane = lanes[r]

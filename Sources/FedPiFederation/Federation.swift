@@ -9,6 +9,8 @@ public struct Participation: Sendable, Equatable {
     public var bytes: Int
     /// From dispatch to a validated update.
     public var seconds: Double
+    /// Training time the node reported (nil when it did not say).
+    public var trainSeconds: Double?
 }
 
 /// What happened in one round; failures are kept beside the results.
@@ -100,7 +102,8 @@ public final class Federation: @unchecked Sendable {
                 let bytes = try result.get()
                 let update = try Federation.validate(bytes, from: node, round: round, model: model)
                 fold.add(update)
-                outcome = .success(Participation(node: node, examples: update.examples, bytes: bytes.count, seconds: seconds))
+                outcome = .success(Participation(node: node, examples: update.examples, bytes: bytes.count, seconds: seconds,
+                                                  trainSeconds: update.trainSeconds))
             } catch let error as WireError {
                 outcome = .failure(NodeFailure(node: node, reason: "update rejected: \(error)"))
             } catch {
@@ -172,7 +175,9 @@ public final class Federation: @unchecked Sendable {
         guard header.kind == .delta else { throw WireError("expected a delta, got \(header.kind.rawValue)") }
         guard header.round == round else { throw WireError("update is for round \(header.round), this is round \(round)") }
         guard header.examples > 0 else { throw WireError("update claims 0 training examples") }
-        return NodeUpdate(node: node, delta: delta, examples: header.examples, bytes: bytes.count)
+        var update = NodeUpdate(node: node, delta: delta, examples: header.examples, bytes: bytes.count)
+        update.trainSeconds = header.metadata["train_seconds"].flatMap(Double.init).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil }
+        return update
     }
 }
 

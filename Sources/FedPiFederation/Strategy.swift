@@ -6,6 +6,8 @@ public struct NodeUpdate: Sendable {
     public var examples: Int
     /// Size of the update as it arrived.
     public var bytes: Int
+    /// Training time the node reported.
+    public var trainSeconds: Double?
 
     public init(node: String, delta: [Float], examples: Int, bytes: Int = 0) {
         self.node = node

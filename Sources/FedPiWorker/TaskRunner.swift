@@ -120,10 +120,10 @@ public final class TaskRunner: Sendable {
                     self.onChange(self.snapshot)
                 }
             }
-            bytes = try stamp(bytes, digest: digest)
+            bytes = try stamp(bytes, digest: digest, seconds: ContinuousClock.seconds(clock.now - start))
             guard isCurrent(generation) else { return }
             try FileIO.writeAtomically(bytes, to: updatePath)
-            let seconds = Double((clock.now - start).components.seconds)
+            let seconds = Format.fixed(ContinuousClock.seconds(clock.now - start), 1)
             let done: Bool = state.withLock {
                 guard $0.generation == generation else { return false }
                 $0.phase = .done
@@ -150,10 +150,11 @@ public final class TaskRunner: Sendable {
 
     /// Records which global model the update was trained from (so a restarted worker can tell), and
     /// applies a test fault when one is configured.
-    private func stamp(_ bytes: [UInt8], digest: String) throws -> [UInt8] {
+    private func stamp(_ bytes: [UInt8], digest: String, seconds: Double) throws -> [UInt8] {
         let file = try SafetensorsFile.decode(bytes)
         var metadata = file.metadata
         metadata["global"] = digest
+        metadata["train_seconds"] = String(format: "%.3f", seconds)
         var tensors = file.tensors.map { (name: $0.name, dtype: $0.dtype, shape: $0.shape, data: Array(file.bytes(of: $0))) }
         switch fault {
         case .shape?: tensors[0].shape = [tensors[0].shape.reduce(1, *)]
@@ -200,4 +201,8 @@ public final class TaskRunner: Sendable {
         }
         return cancelled
     }
+}
+
+extension ContinuousClock {
+    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
 }

@@ -26,16 +26,11 @@ public final class WorkerService: Sendable {
         self.model = model
         self.logger = logger
         let directory = MNISTDirectory(settings.data)
-        let shard: LabeledImages
-        do {
-            let train = try directory.load(.train)
-            shard = train.subset(try settings.shard(of: train))
-        }
+        let shard = try directory.load(.train) { try settings.shard(labels: $0) }
         guard shard.count > 0 else { throw ConfigError("no training samples left after classes/partition/limit") }
         trainSamples = shard.count
         classes = shard.classCounts().map(\.label)
-        let testSet = try? directory.load(.test)
-        test = testSet.map { t in t.subset(Partition.sample(Array(0..<t.count), limit: settings.testLimit, seed: settings.seed)) }
+        test = try? directory.load(.test) { Partition.sample(Array($0.indices), limit: settings.testLimit, seed: settings.seed).sorted() }
         runner = try TaskRunner(
             job: LocalTraining(node: settings.name, model: model, data: shard, indices: Array(0..<shard.count), lanes: settings.lanes),
             stateDir: settings.stateDir, logger: logger, fault: fault)

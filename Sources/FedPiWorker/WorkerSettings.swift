@@ -50,11 +50,12 @@ public struct WorkerSettings: Sendable {
         return (host, port)
     }
 
-    /// This node's share of the training set, as the sample indices to keep.
-    public func shard(of train: LabeledImages) throws -> [Int] {
-        var keep = Array(0..<train.count)
+    /// This node's share of a training set with these labels, as ascending sample indices.
+    public func shard(labels: [UInt8]) throws -> [Int] {
+        var keep = Array(0..<labels.count)
         if let classes {
-            keep = train.indices(ofClasses: Set(try Partition.parseClasses(classes)))
+            let wanted = Set(try Partition.parseClasses(classes))
+            keep = keep.filter { wanted.contains(Int(labels[$0])) }
         }
         if let partition {
             let parts = partition.split(separator: ":").map(String.init)
@@ -68,12 +69,12 @@ public struct WorkerSettings: Sendable {
                 shards = Partition.iid(count: keep.count, shards: which[1], seed: seed)
             case ("dirichlet", 3):
                 guard let alpha = Double(parts[1]), alpha > 0 else { throw ConfigError("partition \(partition): ALPHA must be a positive number") }
-                shards = Partition.dirichlet(labels: keep.map { train.label(at: $0) }, shards: which[1], alpha: alpha, seed: seed)
+                shards = Partition.dirichlet(labels: keep.map { Int(labels[$0]) }, shards: which[1], alpha: alpha, seed: seed)
             default:
                 throw ConfigError("partition \(partition): write iid:K/N or dirichlet:ALPHA:K/N")
             }
             keep = shards[which[0] - 1].map { keep[$0] }.sorted()
         }
-        return Partition.sample(keep, limit: limit, seed: seed)
+        return Partition.sample(keep, limit: limit, seed: seed).sorted()
     }
 }
