@@ -75,6 +75,10 @@ let package = Package(
         .testTarget(name: "FedPiFederationTests", dependencies: ["FedPiFederation", "FedPiData", "FedPiTesting"]),
         .testTarget(name: "FedPiDataTests", dependencies: ["FedPiData", "FedPiTesting"]),
         .testTarget(
+            name: "FedPiWorkerTests",
+            dependencies: ["FedPiWorker", "FedPiTesting", .product(name: "HummingbirdTesting", package: "hummingbird")]),
+        .testTarget(name: "FedPiAggregatorTests", dependencies: ["FedPiAggregator", "FedPiTesting"]),
+        .testTarget(
             name: "FedPiSystemTests",
             dependencies: ["fedpi-worker", "fedpi-aggregator", "FedPiAggregator", "FedPiWire", "FedPiData", "FedPiTesting"]),
         .testTarget(name: "fedpiTests", dependencies: ["fedpi", "FedPiTesting"]),

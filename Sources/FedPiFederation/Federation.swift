@@ -11,6 +11,14 @@ public struct Participation: Sendable, Equatable {
     public var seconds: Double
     /// Training time the node reported (nil when it did not say).
     public var trainSeconds: Double?
+
+    public init(node: String, examples: Int, bytes: Int, seconds: Double, trainSeconds: Double? = nil) {
+        self.node = node
+        self.examples = examples
+        self.bytes = bytes
+        self.seconds = seconds
+        self.trainSeconds = trainSeconds
+    }
 }
 
 /// What happened in one round; failures are kept beside the results.
@@ -27,6 +35,20 @@ public struct RoundRecord: Sendable {
     public var seconds: Double
     public var bytesDown: Int
     public var bytesUp: Int
+
+    public init(round: Int, attempt: Int = 1, completed: Bool, participants: [Participation], failures: [NodeFailure],
+                testAccuracy: Double?, testLoss: Double?, seconds: Double, bytesDown: Int, bytesUp: Int) {
+        self.round = round
+        self.attempt = attempt
+        self.completed = completed
+        self.participants = participants
+        self.failures = failures
+        self.testAccuracy = testAccuracy
+        self.testLoss = testLoss
+        self.seconds = seconds
+        self.bytesDown = bytesDown
+        self.bytesUp = bytesUp
+    }
 }
 
 /// The round logic of the aggregator, independent of transport: dispatch the global model to the

@@ -19,10 +19,14 @@ public final class WorkerService: Sendable {
     let classes: [Int]
     let logger: Logger
     let started = ContinuousClock.now
+    /// Largest request body accepted (a model file).
+    let maxBodyBytes: Int
 
     /// Loads the data shard (only this node's samples stay in memory) and the finished-update store.
-    public init(settings: WorkerSettings, model: String = "mnist-cnn", fault: TaskRunner.Fault? = nil, logger: Logger) throws {
+    public init(settings: WorkerSettings, model: String = "mnist-cnn", fault: TaskRunner.Fault? = nil,
+                maxBodyBytes: Int = WireLimits().maxFileBytes, logger: Logger) throws {
         self.settings = settings
+        self.maxBodyBytes = maxBodyBytes
         self.model = model
         self.logger = logger
         let directory = MNISTDirectory(settings.data)
@@ -99,11 +103,8 @@ public final class WorkerService: Sendable {
             guard let round = context.parameters.get("round", as: Int.self), round >= 0 else {
                 return self.json(Message(state: "error", message: "round must be a non-negative integer"), status: .badRequest)
             }
-            let body: [UInt8]
-            do {
-                body = Array(buffer: try await request.body.collect(upTo: WireLimits().maxFileBytes))
-            } catch {
-                return self.json(Message(round: round, state: "error", message: "model file larger than \(WireLimits().maxFileBytes) bytes"),
+            guard let body = try await self.body(of: request) else {
+                return self.json(Message(round: round, state: "error", message: "model file larger than \(self.maxBodyBytes) bytes"),
                                  status: .contentTooLarge)
             }
             do {
@@ -154,11 +155,8 @@ public final class WorkerService: Sendable {
             guard let test = self.test else {
                 return self.json(Message(state: "error", message: "this worker has no test split"), status: .conflict)
             }
-            let body: [UInt8]
-            do {
-                body = Array(buffer: try await request.body.collect(upTo: WireLimits().maxFileBytes))
-            } catch {
-                return self.json(Message(state: "error", message: "model file too large"), status: .contentTooLarge)
+            guard let body = try await self.body(of: request) else {
+                return self.json(Message(state: "error", message: "model file larger than \(self.maxBodyBytes) bytes"), status: .contentTooLarge)
             }
             do {
                 let net = try ModelZoo.make(self.model, seed: 1)
@@ -175,6 +173,15 @@ public final class WorkerService: Sendable {
                      body: .init(byteBuffer: ByteBuffer(string: self.metrics())))
         }
         return router
+    }
+
+    /// The request body, or nil when it is larger than `maxBodyBytes`.
+    func body(of request: Request) async throws -> [UInt8]? {
+        do {
+            return Array(buffer: try await request.body.collect(upTo: maxBodyBytes))
+        } catch is NIOTooManyBytesError {
+            return nil
+        }
     }
 
     func metrics() -> String {

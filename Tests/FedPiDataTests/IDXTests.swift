@@ -58,6 +58,36 @@ final class IDXTests: XCTestCase {
         }
     }
 
+    func testSelectedRecordsEqualTheFullReadAndTheWholeFileIsStillChecked() throws {
+        let data = (0..<(3000 * 12)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 / 7) }
+        let bytes = IDXFixtures.idxBytes(dimensions: [3000, 3, 4], data: data)
+        for gzip in [false, true] {
+            let path = file("sel\(gzip)", bytes, gzip: gzip)
+            let picks = [0, 1, 17, 1500, 2998, 2999]
+            let part = try IDX.read(path: path, records: picks)
+            XCTAssertEqual(part.dimensions, [6, 3, 4])
+            XCTAssertEqual(part.fileRecords, 3000)
+            XCTAssertEqual(part.bytes, picks.flatMap { data[($0 * 12)..<($0 * 12 + 12)] })
+            XCTAssertEqual(try IDX.read(path: path, records: []).bytes, [])
+            XCTAssertThrowsError(try IDX.read(path: path, records: [5, 3]))
+            XCTAssertThrowsError(try IDX.read(path: path, records: [3000]))
+        }
+        // a truncated file fails even when only early records are selected
+        let cut = file("selcut", Array(bytes[0..<(bytes.count - 5)]))
+        XCTAssertThrowsError(try IDX.read(path: cut, records: [0])) { XCTAssertTrue("\($0)".contains("truncated"), "\($0)") }
+        XCTAssertThrowsError(try IDX.read(path: file("seltrail", bytes + [1]), records: [0])) { XCTAssertTrue("\($0)".contains("bytes after")) }
+    }
+
+    func testDirectoryLoadKeepsOnlyTheChosenSamples() throws {
+        let dir = IDXFixtures.syntheticDirectory(train: 120, test: 10, gzip: true)
+        let all = try MNISTDirectory(dir).load(.train)
+        let some = try MNISTDirectory(dir).load(.train) { labels in labels.indices.filter { labels[$0] < 3 } }
+        let expected = all.indices(ofClasses: [0, 1, 2])
+        XCTAssertEqual(some.count, expected.count)
+        XCTAssertEqual(some.labels, expected.map { all.labels[$0] })
+        XCTAssertEqual(some.pixels, expected.flatMap { all.pixels[($0 * 784)..<($0 * 784 + 784)] })
+    }
+
     func testRejectsTruncatedGzipStream() {
         let data = (0..<5000).map { _ in UInt8.random(in: 0...255) }
         let gz = IDXFixtures.read(file("whole.gz", IDXFixtures.idxBytes(dimensions: [5000], data: data), gzip: true))

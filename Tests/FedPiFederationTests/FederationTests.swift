@@ -8,7 +8,7 @@ import XCTest
 
 /// A worker that answers with a fixed delta (or a broken file, or an error).
 final class FakeWorker: WorkerClient, @unchecked Sendable {
-    enum Behaviour { case delta(Float, examples: Int), nan, wrongRound, fails }
+    enum Behaviour { case delta(Float, examples: Int), nan, wrongRound, fails, hangs }
     let node: String
     let behaviour: Behaviour
     var calls = 0
@@ -28,6 +28,7 @@ final class FakeWorker: WorkerClient, @unchecked Sendable {
         case .nan: value = .nan
         case .wrongRound: r = round + 5
         case .fails: throw Unreachable()
+        case .hangs: try await Task.sleep(for: .seconds(600))
         }
         let delta = [Float](repeating: value, count: model.parameterCount)
         return delta.withUnsafeBufferPointer {
@@ -108,5 +109,87 @@ final class FederationTests: XCTestCase {
         }
         let plain = try await updateNorm(mu: 0), prox = try await updateNorm(mu: 1)
         XCTAssertLessThan(prox, plain * 0.9)
+    }
+
+    func testConcurrentRoundEndsAtTheDeadlineWithTheNodesThatAnswered() async throws {
+        let f = try federation([FakeWorker("pi-1", .delta(1, examples: 1)), FakeWorker("pi-2", .hangs), FakeWorker("pi-3", .delta(3, examples: 1))],
+                               minNodes: 2)
+        f.concurrent = true
+        f.roundTimeout = .milliseconds(300)
+        let before = f.model.parameters.flatValues
+        let clock = ContinuousClock(), start = clock.now
+        let r = try await f.runRound(1)
+        XCTAssertLessThan(clock.now - start, .seconds(30), "the hanging worker must be cancelled")
+        XCTAssertTrue(r.completed)
+        XCTAssertEqual(Set(r.participants.map(\.node)), ["pi-1", "pi-3"])
+        XCTAssertEqual(r.failures.map(\.node), ["pi-2"])
+        XCTAssertTrue(r.failures[0].reason.contains("deadline"), r.failures[0].reason)
+        for (a, b) in zip(f.model.parameters.flatValues, before) { XCTAssertEqual(a - b, 2, accuracy: 1e-5) }
+    }
+
+    func testDeadlineWithTooFewUpdatesLeavesTheModelUnchanged() async throws {
+        let f = try federation([FakeWorker("pi-1", .delta(1, examples: 1)), FakeWorker("pi-2", .hangs)], minNodes: 2)
+        f.concurrent = true
+        f.roundTimeout = .milliseconds(200)
+        let before = f.model.parameters.flatValues
+        let r = try await f.runRound(4, attempt: 2)
+        XCTAssertFalse(r.completed)
+        XCTAssertEqual(r.attempt, 2)
+        XCTAssertEqual(f.model.parameters.flatValues, before)
+    }
+
+    func testStreamingFoldsMatchTheWholeListAggregation() {
+        var g = SeededGenerator(seed: 3)
+        let global = (0..<50).map { _ in Float.random(in: -1...1, using: &g) }
+        let updates = (0..<4).map { i in
+            NodeUpdate(node: "n\(i)", delta: (0..<50).map { _ in Float.random(in: -1...1, using: &g) }, examples: i * 7 + 1)
+        }
+        let strategies: [Strategy] = [FedAvg(), FedAvg(clipNorm: 0.5), FedProx(mu: 0.1), AsyncMerge(a: 2, b: 1), FedMedian(), FedTrimmedMean(trim: 1)]
+        for s in strategies {
+            let fold = s.fold(global: global)
+            for u in updates { fold.add(u) }
+            let streamed = fold.result(), whole = s.aggregate(global: global, updates: updates)
+            for (a, b) in zip(streamed, whole) { XCTAssertEqual(a, b, accuracy: 1e-6, s.name) }
+        }
+        // the weighted mean by hand for one coordinate
+        let total = updates.reduce(0) { $0 + Double($1.examples) }
+        let expect = Double(global[0]) + updates.reduce(0) { $0 + Double($1.delta[0]) * Double($1.examples) } / total
+        XCTAssertEqual(Double(FedAvg().aggregate(global: global, updates: updates)[0]), expect, accuracy: 1e-5)
+    }
+
+    func testTrainingConfigTravelsInMetadataAndBadValuesAreRejected() throws {
+        var c = TrainingConfig()
+        c.epochs = 3
+        c.batchSize = 32
+        c.learningRate = 0.05
+        c.momentum = 0.5
+        c.proximalMu = 0.01
+        c.encoding = .i8
+        c.seed = 99
+        let back = try TrainingConfig(metadata: c.metadata)
+        XCTAssertEqual(back.epochs, 3)
+        XCTAssertEqual(back.batchSize, 32)
+        XCTAssertEqual(back.learningRate, 0.05)
+        XCTAssertEqual(back.momentum, 0.5)
+        XCTAssertEqual(back.proximalMu, 0.01)
+        XCTAssertEqual(back.encoding, .i8)
+        XCTAssertEqual(back.seed, 99)
+        XCTAssertEqual(try TrainingConfig(metadata: [:]).epochs, 1, "missing entries keep the defaults")
+        for (key, value) in [("epochs", "0"), ("epochs", "x"), ("batch_size", "100000"), ("lr", "nan"), ("lr", "-1"), ("momentum", "1"),
+                             ("mu", "inf"), ("encoding", "f64"), ("seed", "-3")] {
+            XCTAssertThrowsError(try TrainingConfig(metadata: ["train." + key: value]), "\(key)=\(value)") { error in
+                XCTAssertTrue("\(error)".contains("train.\(key)"), "\(error)")
+            }
+        }
+    }
+
+    func testGlobalPayloadCarriesTheConfigAndIsDeterministic() throws {
+        let f = try federation([], minNodes: 1)
+        let a = f.globalPayload(round: 3), b = f.globalPayload(round: 3)
+        XCTAssertEqual(a, b, "the same round and model must encode to the same bytes (workers compare them)")
+        let (_, header) = try ModelFile.decode(a, expecting: f.model.parameters.entries, model: "mnist-mlp")
+        XCTAssertEqual(header.round, 3)
+        XCTAssertEqual(header.metadata["train.encoding"], "f32")
+        XCTAssertEqual(try TrainingConfig(metadata: header.metadata).batchSize, 64)
     }
 }

@@ -1,0 +1,112 @@
+import FedPiFederation
+import FedPiRuntime
+import FedPiTesting
+import XCTest
+
+@testable import FedPiAggregator
+
+final class FleetConfigTests: XCTestCase {
+    let nodes = """
+        [[nodes]]
+        name = "pi-1"
+        url = "http://10.0.0.11:8470/"
+        [[nodes]]
+        name = "pi-2"
+        url = "http://10.0.0.12:8470"
+
+        """
+
+    func testEveryKeyIsRead() throws {
+        let c = try FleetConfig(text: """
+            model = "mnist-mlp"
+            rounds = 7
+            local_epochs = 2
+            batch_size = 32
+            learning_rate = 0.05
+            momentum = 0.5
+            min_nodes = 2
+            fraction = 0.5
+            round_timeout = 90
+            unreachable_grace = 4
+            probe_timeout = 1.5
+            max_backoff = 12
+            strategy = "fedprox"
+            mu = 0.1
+            clip_norm = 5
+            encoding = "i8"
+            state_dir = "/tmp/s"
+            test_data = "/data"
+            test_limit = 500
+            seed = 9
+
+            """ + nodes)
+        XCTAssertEqual(c.model, "mnist-mlp")
+        XCTAssertEqual(c.rounds, 7)
+        XCTAssertEqual(c.nodes, [.init(name: "pi-1", url: "http://10.0.0.11:8470"), .init(name: "pi-2", url: "http://10.0.0.12:8470")])
+        XCTAssertEqual(c.minNodes, 2)
+        XCTAssertEqual(c.roundTimeout, 90)
+        XCTAssertEqual(c.encoding, .i8)
+        XCTAssertEqual(c.makeStrategy().proximalMu, 0.1, accuracy: 1e-7)
+        XCTAssertEqual(c.training.batchSize, 32)
+        XCTAssertEqual(c.training.epochs, 2)
+        XCTAssertEqual(c.testLimit, 500)
+        XCTAssertEqual(c.seed, 9)
+    }
+
+    func testMistakesAreNamed() {
+        let cases: [(String, String)] = [
+            ("rounds = 3\nroundz = 4\n" + nodes, "unknown key roundz"),
+            ("rounds = \"ten\"\n" + nodes, "rounds must be an integer"),
+            ("rounds = 0\n" + nodes, "rounds must be an integer in 1"),
+            ("learning_rate = -1\n" + nodes, "learning_rate must be a number"),
+            ("strategy = \"fedsgd\"\n" + nodes, "strategy fedsgd is not one of"),
+            ("encoding = \"f64\"\n" + nodes, "encoding must be"),
+            ("model = \"resnet\"\n" + nodes, "model resnet is not one of"),
+            ("rounds = 3\n", "no nodes"),
+            ("min_nodes = 3\n" + nodes, "min_nodes is 3 but only 2"),
+            (nodes + "[[nodes]]\nname = \"pi-1\"\nurl = \"http://x:1\"\n", "pi-1 appears twice"),
+            ("[[nodes]]\nname = \"a\"\nurl = \"ftp://x\"\n", "needs a url"),
+            ("[[nodes]]\nname = \"a\"\nurl = \"http://x:1\"\nport = 3\n", "unknown key nodes[1].port"),
+            ("rounds = = 3\n", "fleet.toml: line 1"),
+        ]
+        for (text, expected) in cases {
+            XCTAssertThrowsError(try FleetConfig(text: text), expected) { error in
+                XCTAssertTrue("\(error)".contains(expected), "expected “\(expected)” in “\(error)”")
+            }
+        }
+        XCTAssertThrowsError(try FleetConfig(path: "/nonexistent/fleet.toml")) { XCTAssertTrue("\($0)".contains("cannot read")) }
+    }
+
+    func testBackoffDoublesUpToTheCapWithJitter() {
+        XCTAssertEqual(NodeInventory.backoff(failures: 0, cap: 30, jitter: 1), 0)
+        XCTAssertEqual(NodeInventory.backoff(failures: 1, cap: 30, jitter: 1), 0.5)
+        XCTAssertEqual(NodeInventory.backoff(failures: 4, cap: 30, jitter: 1), 4)
+        XCTAssertEqual(NodeInventory.backoff(failures: 4, cap: 30, jitter: 0), 2)
+        XCTAssertEqual(NodeInventory.backoff(failures: 20, cap: 30, jitter: 1), 30)
+        XCTAssertEqual(NodeInventory.backoff(failures: 1000, cap: 30, jitter: 0.5), 22.5)
+    }
+
+    func testHistoryRecordsRoundsParticipantsAndFailures() throws {
+        let h = try History(path: IDXFixtures.temporaryDirectory("fedpi-history") + "/h.sqlite")
+        XCTAssertEqual(try h.lastCompletedRound(), 0)
+        let ok = RoundRecord(round: 1, completed: true,
+                             participants: [Participation(node: "b", examples: 5, bytes: 10, seconds: 1, trainSeconds: 0.9),
+                                            Participation(node: "a", examples: 3, bytes: 10, seconds: 2)],
+                             failures: [NodeFailure(node: "c", reason: "update rejected: NaN")],
+                             testAccuracy: 0.5, testLoss: 1, seconds: 3, bytesDown: 30, bytesUp: 20)
+        var failed = ok
+        failed.round = 2
+        failed.completed = false
+        failed.participants = []
+        try h.record(ok, strategy: "fedavg", encoding: "f16")
+        try h.record(failed, strategy: "fedavg", encoding: "f16")
+        XCTAssertEqual(try h.lastCompletedRound(), 1)
+        XCTAssertEqual(try h.attempts(of: 2), 1)
+        let rounds = try h.rounds()
+        XCTAssertEqual(rounds.map(\.round), [1, 2])
+        XCTAssertEqual(rounds[0].participants, ["a", "b"])
+        XCTAssertEqual(rounds[0].failures, ["c: update rejected: NaN"])
+        XCTAssertEqual(rounds[0].accuracy, 0.5)
+        XCTAssertFalse(rounds[1].completed)
+    }
+}

@@ -1,0 +1,187 @@
+import FedPiData
+import FedPiEngine
+import FedPiFederation
+import FedPiTesting
+import FedPiWire
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import XCTest
+
+@testable import FedPiWorker
+
+/// The worker's HTTP API through Hummingbird's in-process router test client: hostile bodies are
+/// refused with a reason and change nothing; a task trains, is idempotent, survives a restart.
+final class WorkerAPITests: XCTestCase {
+    static let data = IDXFixtures.syntheticDirectory(train: 300, test: 40, gzip: true)
+    /// Training samples of classes 0-4, the test workers' share.
+    static let shard = try! MNISTDirectory(data).load(.train).indices(ofClasses: [0, 1, 2, 3, 4]).count
+
+    func service(stateDir: String? = nil, maxBody: Int = 64 << 20) throws -> WorkerService {
+        var s = WorkerSettings()
+        s.name = "test-node"
+        s.data = WorkerAPITests.data
+        s.classes = "0-4"
+        s.stateDir = stateDir ?? IDXFixtures.temporaryDirectory("fedpi-worker-state")
+        s.lanes = 1
+        return try WorkerService(settings: s, model: "mnist-mlp", maxBodyBytes: maxBody, logger: Logger(label: "test"))
+    }
+
+    static func global(round: Int, metadata: [String: String] = [:]) throws -> ByteBuffer {
+        let net = try ModelZoo.make("mnist-mlp", seed: 4)
+        var config = TrainingConfig()
+        config.batchSize = 16
+        let bytes = net.parameters.flatValues.withUnsafeBufferPointer {
+            ModelFile.encode($0, layout: net.parameters.entries, model: "mnist-mlp", encoding: .f16, round: round,
+                             extra: config.metadata.merging(metadata) { $1 })
+        }
+        return ByteBuffer(bytes: bytes)
+    }
+
+    static func text(_ r: TestResponse) -> String { String(buffer: r.body) }
+
+    func testHealthNodeAndMetrics() async throws {
+        let app = Application(router: try service().router())
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/health", method: .get) { XCTAssertEqual($0.status, .ok) }
+            try await client.execute(uri: "/v1/node", method: .get) { r in
+                XCTAssertEqual(r.status, .ok)
+                let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(WorkerAPITests.text(r).utf8)) as? [String: Any])
+                XCTAssertEqual(o["node"] as? String, "test-node")
+                XCTAssertEqual(o["state"] as? String, "idle")
+                XCTAssertEqual(o["classes"] as? [Int], [0, 1, 2, 3, 4])
+                XCTAssertEqual(o["samples"] as? Int, WorkerAPITests.shard)
+            }
+            try await client.execute(uri: "/metrics", method: .get) { r in
+                XCTAssertTrue(WorkerAPITests.text(r).contains("fedpi_worker_state{state=\"idle\"} 1"), WorkerAPITests.text(r))
+            }
+        }
+    }
+
+    func testHostileBodiesAreRefusedAndChangeNothing() async throws {
+        let svc = try service(maxBody: 1_500_000)
+        let app = Application(router: svc.router())
+        let good = Array(buffer: try WorkerAPITests.global(round: 1))
+        try await app.test(.router) { client in
+            var bodies: [(String, [UInt8])] = [
+                ("empty", []), ("truncated", Array(good.prefix(good.count / 2))), ("garbage", Array(repeating: 0x41, count: 1000)),
+                ("header lie", [0xFF, 0xFF, 0, 0, 0, 0, 0, 0] + good.dropFirst(8)),
+            ]
+            var flipped = good
+            flipped[flipped.count - 3] ^= 0x40
+            bodies.append(("checksum", flipped))
+            bodies.append(("bad config", Array(buffer: try WorkerAPITests.global(round: 1, metadata: ["train.lr": "-2"]))))
+            bodies.append(("wrong round", Array(buffer: try WorkerAPITests.global(round: 7))))
+            let other = try ModelZoo.make("mnist-cnn", seed: 1)
+            bodies.append(("other model", other.parameters.flatValues.withUnsafeBufferPointer {
+                ModelFile.encode($0, layout: other.parameters.entries, model: "mnist-cnn", encoding: .i8, round: 1)
+            }))
+            for (what, body) in bodies {
+                try await client.execute(uri: "/v1/rounds/1", method: .put, body: ByteBuffer(bytes: body)) { r in
+                    XCTAssertEqual(r.status, .badRequest, what)
+                    XCTAssertTrue(WorkerAPITests.text(r).contains("\"state\":\"error\""), "\(what): \(WorkerAPITests.text(r))")
+                }
+            }
+            try await client.execute(uri: "/v1/rounds/1", method: .put, body: ByteBuffer(bytes: [UInt8](repeating: 1, count: 1_600_000))) { r in
+                XCTAssertEqual(r.status, .contentTooLarge)
+            }
+            try await client.execute(uri: "/v1/rounds/x", method: .put, body: ByteBuffer(bytes: good)) { XCTAssertEqual($0.status, .badRequest) }
+            try await client.execute(uri: "/v1/rounds/1/update", method: .get) { XCTAssertEqual($0.status, .notFound) }
+        }
+        XCTAssertEqual(svc.runner.snapshot.phase, .idle)
+        XCTAssertNil(svc.runner.snapshot.round)
+    }
+
+    func testTaskTrainsIsIdempotentIsSupersededAndSurvivesARestart() async throws {
+        let state = IDXFixtures.temporaryDirectory("fedpi-worker-state")
+        let svc = try service(stateDir: state)
+        let app = Application(router: svc.router())
+        let body = try WorkerAPITests.global(round: 2)
+        let update = try await app.test(.router) { client -> [UInt8] in
+            try await client.execute(uri: "/v1/rounds/2", method: .put, body: body) { XCTAssertEqual($0.status, .accepted) }
+            let update = try await client.execute(uri: "/v1/rounds/2/update?wait=60", method: .get) { r in
+                XCTAssertEqual(r.status, .ok)
+                return Array(buffer: r.body)
+            }
+            // the same round and model again: nothing retrains, the same update is served
+            try await client.execute(uri: "/v1/rounds/2", method: .put, body: body) { r in
+                XCTAssertEqual(r.status, .ok)
+                XCTAssertTrue(WorkerAPITests.text(r).contains("update ready"))
+            }
+            try await client.execute(uri: "/v1/rounds/2/update", method: .get) { XCTAssertEqual(Array(buffer: $0.body), update) }
+            try await client.execute(uri: "/v1/rounds/3/update", method: .get) { XCTAssertEqual($0.status, .notFound) }
+            return update
+        }
+        XCTAssertEqual(svc.runner.totals.rounds, 1)
+        let net = try ModelZoo.make("mnist-mlp", seed: 1)
+        let (delta, header) = try ModelFile.decode(update, expecting: net.parameters.entries, model: "mnist-mlp")
+        XCTAssertEqual(header.kind, .delta)
+        XCTAssertEqual(header.round, 2)
+        XCTAssertEqual(header.examples, WorkerAPITests.shard)
+        XCTAssertGreaterThan(delta.map { abs($0) }.max() ?? 0, 0, "training must move the weights")
+        XCTAssertNotNil(header.metadata["train_seconds"].flatMap(Double.init))
+
+        // a new process on the same state folder still serves the finished update
+        let restarted = try service(stateDir: state)
+        try await Application(router: restarted.router()).test(.router) { client in
+            try await client.execute(uri: "/v1/rounds/2/update", method: .get) { r in
+                XCTAssertEqual(r.status, .ok)
+                XCTAssertEqual(Array(buffer: r.body), update)
+            }
+            // a newer round supersedes it
+            try await client.execute(uri: "/v1/rounds/3", method: .put, body: try WorkerAPITests.global(round: 3)) { XCTAssertEqual($0.status, .accepted) }
+            try await client.execute(uri: "/v1/rounds/2/update", method: .get) { XCTAssertEqual($0.status, .gone) }
+            try await client.execute(uri: "/v1/rounds/3", method: .delete) { XCTAssertEqual($0.status, .ok) }
+            try await client.execute(uri: "/v1/rounds/3/update", method: .get) { XCTAssertEqual($0.status, .notFound) }
+        }
+    }
+
+    func testEvaluateScoresAPostedModel() async throws {
+        let app = Application(router: try service().router())
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/evaluate", method: .post, body: try WorkerAPITests.global(round: 0)) { r in
+                XCTAssertEqual(r.status, .ok, WorkerAPITests.text(r))
+                let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(WorkerAPITests.text(r).utf8)) as? [String: Any])
+                XCTAssertEqual(o["samples"] as? Int, 40)
+                XCTAssertNotNil(o["accuracy"] as? Double)
+            }
+            try await client.execute(uri: "/v1/evaluate", method: .post, body: ByteBuffer(bytes: [1, 2, 3])) { XCTAssertEqual($0.status, .badRequest) }
+        }
+    }
+
+    func testSettingsFromTOMLAndShards() throws {
+        let path = IDXFixtures.temporaryDirectory("fedpi-toml") + "/worker.toml"
+        try "name = \"pi-7\"\nlisten = \":9000\"\nclasses = \"4-6\"\nlimit = 50\nstate_dir = \"/tmp/x\"\n".write(toFile: path, atomically: true, encoding: .utf8)
+        var s = WorkerSettings()
+        try s.load(path: path)
+        XCTAssertEqual(s.name, "pi-7")
+        XCTAssertEqual(s.host, "0.0.0.0")
+        XCTAssertEqual(s.port, 9000)
+        XCTAssertEqual(s.classes, "4-6")
+        try "name = \"x\"\nlisen = \"1\"\n".write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try s.load(path: path)) { XCTAssertTrue("\($0)".contains("unknown key lisen"), "\($0)") }
+        try "limit = \"many\"\n".write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try s.load(path: path)) { XCTAssertTrue("\($0)".contains("limit must be an integer"), "\($0)") }
+        XCTAssertEqual(try WorkerSettings.parseListen("8471").1, 8471)
+        XCTAssertThrowsError(try WorkerSettings.parseListen("host:port"))
+
+        let labels: [UInt8] = (0..<1000).map { UInt8($0 % 10) }
+        var t = WorkerSettings()
+        t.classes = "4-6"
+        XCTAssertEqual(Set(try t.shard(labels: labels).map { labels[$0] }), [4, 5, 6])
+        t.classes = nil
+        var union: [Int] = []
+        for k in 1...3 {
+            t.partition = "iid:\(k)/3"
+            union += try t.shard(labels: labels)
+        }
+        XCTAssertEqual(union.sorted(), Array(0..<1000), "the three iid shards tile the set")
+        t.partition = "iid:4/3"
+        XCTAssertThrowsError(try t.shard(labels: labels))
+        t.partition = "dirichlet:0.5:2/2"
+        t.limit = 10
+        XCTAssertEqual(try t.shard(labels: labels).count, 10)
+    }
+}
