@@ -3,10 +3,11 @@
 # (classes 0-3, 4-6, 7-9) and an aggregator that runs ROUNDS rounds of FedAvg, prints a row per
 # round, saves the final model, then stops everything.
 #   ROUNDS=10  DATA=/usr/share/datasets/fashion-mnist  LIMIT=  (samples per worker; empty: all)
-#   MODEL=mnist-cnn  ENCODING=f16  WORK=.build/demo  BIN=.build/debug
+#   MODEL=mnist-cnn  ENCODING=f16  WORK=.build/demo  BIN=.build/debug  WORKER_BIN=$BIN
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.build/debug}
+WORKER_BIN=${WORKER_BIN:-$BIN}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 ROUNDS=${ROUNDS:-10}
 MODEL=${MODEL:-mnist-cnn}
@@ -30,7 +31,7 @@ for i in 1 2 3; do
   args=(--name "worker-$i" --listen 127.0.0.1:0 --port-file "$WORK/worker-$i.port" --model "$MODEL"
         --data "$DATA" --classes "${splits[$((i - 1))]}" --state-dir "$WORK/worker-$i" --lanes 1)
   [ -n "$LIMIT" ] && args+=(--limit "$LIMIT")
-  "$BIN/fedpi-worker" "${args[@]}" >"$WORK/worker-$i.log" 2>&1 &
+  "$WORKER_BIN/fedpi-worker" "${args[@]}" >"$WORK/worker-$i.log" 2>&1 &
   pids+=($!)
 done
 for i in 1 2 3; do

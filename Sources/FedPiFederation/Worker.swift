@@ -82,16 +82,29 @@ public struct LocalTraining: @unchecked Sendable {
     /// batch; an error it throws cancels training.
     public func run(round: Int, global: [UInt8], config: TrainingConfig,
                     progress: ((TrainingProgress) throws -> Void)? = nil) throws -> [UInt8] {
-        let net = try ModelZoo.make(model, seed: config.seed)
-        let (start, _) = try ModelFile.decode(global, expecting: net.parameters.entries, model: model)
-        net.parameters.load(start)
+        let layout = try ModelZoo.make(model, seed: config.seed).parameters.entries
+        return try run(round: round, start: try ModelFile.decode(global, expecting: layout, model: model).values,
+                       config: config, progress: progress)
+    }
+
+    /// Trains from already decoded global weights. Memory is released as soon as it is no longer
+    /// needed (the optimizer state before encoding, the delta computed in place) so a small board's
+    /// peak stays low.
+    public func run(round: Int, start: consuming [Float], config: TrainingConfig,
+                    progress: ((TrainingProgress) throws -> Void)? = nil) throws -> [UInt8] {
         // every round and node gets its own shuffling and dropout stream
         let seed = config.seed &* 1_000_003 &+ UInt64(round) &* 7919 &+ UInt64(abs(node.hashValueStable))
-        let trainer = Trainer(model: net, options: TrainingOptions(
-            epochs: config.epochs, batchSize: config.batchSize, learningRate: config.learningRate,
-            optimizer: .sgd(momentum: config.momentum), seed: seed, lanes: lanes, proximalMu: config.proximalMu))
-        try trainer.train(on: data, indices: indices, progress: progress)
-        let delta = ModelFile.delta(net.parameters.flatValues, from: start)
+        let net = try ModelZoo.make(model, seed: config.seed)
+        net.parameters.load(start)
+        do {
+            let trainer = Trainer(model: net, options: TrainingOptions(
+                epochs: config.epochs, batchSize: config.batchSize, learningRate: config.learningRate,
+                optimizer: .sgd(momentum: config.momentum), seed: seed, lanes: lanes, proximalMu: config.proximalMu))
+            try trainer.train(on: data, indices: indices, progress: progress)
+        }
+        var delta = start
+        let w = net.parameters.values
+        for i in delta.indices { delta[i] = w[i] - delta[i] }
         return delta.withUnsafeBufferPointer {
             ModelFile.encode($0, layout: net.parameters.entries, model: model, encoding: config.encoding, kind: .delta,
                              round: round, examples: indices.count, seed: seed)

@@ -79,7 +79,7 @@ public final class TaskRunner: Sendable {
     /// Starts (or re-confirms) the task for `round`; `global` is the aggregator's model file with the
     /// training config in its metadata. A bad file throws and changes nothing.
     public func start(round: Int, global: [UInt8]) throws(WireError) -> Start {
-        let (_, header) = try ModelFile.decode(global, expecting: layout, model: job.model)
+        let (start, header) = try ModelFile.decode(global, expecting: layout, model: job.model)
         guard header.kind == .weights else { throw WireError("expected model weights, got a \(header.kind.rawValue)") }
         guard header.round == round else { throw WireError("the model file is for round \(header.round), the request for round \(round)") }
         let config = try TrainingConfig(metadata: header.metadata)
@@ -97,18 +97,18 @@ public final class TaskRunner: Sendable {
         logger.info("round \(round): training started", metadata: [
             "samples": "\(job.indices.count)", "epochs": "\(config.epochs)", "lr": "\(config.learningRate)", "encoding": "\(config.encoding)"])
         onChange(snapshot)
-        queue.async { self.train(round: round, global: global, config: config, digest: digest, generation: generation) }
+        queue.async { self.train(round: round, start: start, config: config, digest: digest, generation: generation) }
         return .started
     }
 
     private func isCurrent(_ generation: Int) -> Bool { state.withLock { $0.generation == generation && $0.phase == .training } }
 
-    private func train(round: Int, global: [UInt8], config: TrainingConfig, digest: String, generation: Int) {
+    private func train(round: Int, start weights: [Float], config: TrainingConfig, digest: String, generation: Int) {
         guard isCurrent(generation) else { return }
         let clock = ContinuousClock(), start = clock.now
         var lastReport = start
         do {
-            var bytes = try job.run(round: round, global: global, config: config) { p in
+            var bytes = try job.run(round: round, start: weights, config: config) { p in
                 guard self.isCurrent(generation) else { throw CancellationError() }
                 self.state.withLock {
                     $0.samples = p.runSamples
@@ -146,6 +146,7 @@ public final class TaskRunner: Sendable {
             logger.error("round \(round): training failed: \(error)")
         }
         onChange(snapshot)
+        Memory.releaseFreePages()
     }
 
     /// Records which global model the update was trained from (so a restarted worker can tell), and
@@ -206,3 +207,25 @@ public final class TaskRunner: Sendable {
 extension ContinuousClock {
     static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
 }
+
+/// glibc keeps freed memory in per-thread arenas; a worker that trains once a round gives it back.
+public enum Memory {
+    /// Fewer malloc arenas: the NIO and training threads would otherwise each grow their own.
+    public static func limitArenas() {
+        #if os(Linux) && !canImport(Musl)
+        _ = glibcMallopt(-8, 2)  // M_ARENA_MAX
+        #endif
+    }
+
+    public static func releaseFreePages() {
+        #if os(Linux) && !canImport(Musl)
+        _ = glibcMallocTrim(0)
+        #endif
+    }
+}
+
+#if os(Linux) && !canImport(Musl)
+// <malloc.h> is not part of Swift's Glibc module
+@_silgen_name("mallopt") private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+@_silgen_name("malloc_trim") private func glibcMallocTrim(_ pad: Int) -> Int32
+#endif

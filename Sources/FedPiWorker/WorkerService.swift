@@ -7,6 +7,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import Synchronization
 
 /// The worker daemon: its data shard, its task runner and the HTTP API of DESIGN.md.
 public final class WorkerService: Sendable {
@@ -14,7 +15,8 @@ public final class WorkerService: Sendable {
     public let settings: WorkerSettings
     public let model: String
     let runner: TaskRunner
-    let test: LabeledImages?
+    /// The local test split, read on the first evaluation request (most fleets evaluate centrally).
+    let test = Mutex<Result<LabeledImages, DatasetError>?>(nil)
     let trainSamples: Int
     let classes: [Int]
     let logger: Logger
@@ -34,13 +36,11 @@ public final class WorkerService: Sendable {
         guard shard.count > 0 else { throw ConfigError("no training samples left after classes/partition/limit") }
         trainSamples = shard.count
         classes = shard.classCounts().map(\.label)
-        test = try? directory.load(.test) { Partition.sample(Array($0.indices), limit: settings.testLimit, seed: settings.seed).sorted() }
         runner = try TaskRunner(
             job: LocalTraining(node: settings.name, model: model, data: shard, indices: Array(0..<shard.count), lanes: settings.lanes),
             stateDir: settings.stateDir, logger: logger, fault: fault)
         logger.info("loaded \(shard.count) training samples", metadata: [
-            "data": "\(settings.data)", "classes": "\(classes.map(String.init).joined(separator: ","))",
-            "test_samples": "\(test?.count ?? 0)"])
+            "data": "\(settings.data)", "classes": "\(classes.map(String.init).joined(separator: ","))"])
     }
 
     struct NodeInfo: Codable {
@@ -51,7 +51,7 @@ public final class WorkerService: Sendable {
         var dataset: String
         var samples: Int
         var classes: [Int]
-        var testSamples: Int
+        var testSamples: Int?
         var state: String
         var round: Int?
         var progress: Progress
@@ -84,7 +84,7 @@ public final class WorkerService: Sendable {
         let s = runner.snapshot
         return NodeInfo(
             node: settings.name, version: WorkerService.version, models: ModelZoo.names, model: model, dataset: settings.data,
-            samples: trainSamples, classes: classes, testSamples: test?.count ?? 0, state: s.phase.rawValue, round: s.round,
+            samples: trainSamples, classes: classes, testSamples: test.withLock { try? $0?.get().count }, state: s.phase.rawValue, round: s.round,
             progress: progress(s), uptimeSeconds: Double((ContinuousClock.now - started).components.seconds), health: .read())
     }
 
@@ -152,8 +152,10 @@ public final class WorkerService: Sendable {
             return self.json(Message(round: round, state: "cancelled"))
         }
         router.post("v1/evaluate") { request, _ in
-            guard let test = self.test else {
-                return self.json(Message(state: "error", message: "this worker has no test split"), status: .conflict)
+            let test: LabeledImages
+            switch self.testSplit() {
+            case .success(let t): test = t
+            case .failure(let e): return self.json(Message(state: "error", message: "no local test split: \(e)"), status: .conflict)
             }
             guard let body = try await self.body(of: request) else {
                 return self.json(Message(state: "error", message: "model file larger than \(self.maxBodyBytes) bytes"), status: .contentTooLarge)
@@ -173,6 +175,20 @@ public final class WorkerService: Sendable {
                      body: .init(byteBuffer: ByteBuffer(string: self.metrics())))
         }
         return router
+    }
+
+    func testSplit() -> Result<LabeledImages, DatasetError> {
+        test.withLock { cached in
+            if let cached { return cached }
+            let settings = self.settings
+            let loaded = Result { () throws -> LabeledImages in
+                try MNISTDirectory(settings.data).load(.test) {
+                    Partition.sample(Array($0.indices), limit: settings.testLimit, seed: settings.seed).sorted()
+                }
+            }.mapError { DatasetError("\($0)") }
+            cached = loaded
+            return loaded
+        }
     }
 
     /// The request body, or nil when it is larger than `maxBodyBytes`.

@@ -68,6 +68,7 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        Memory.limitArenas()
         LineLogHandler.bootstrap()
         var s = WorkerSettings()
         do {
