@@ -59,6 +59,7 @@ done
 echo "3 workers on loopback (classes ${splits[*]}), $ROUNDS rounds; logs in $WORK/*.log"
 "$BIN/fedpi-aggregator" --config "$WORK/fleet.toml" --save "$WORK/final.safetensors" 2>"$WORK/aggregator.log"
 for i in 1 2 3; do echo "worker-$i peak memory: $(peak "${pids[$((i - 1))]}")"; done
+echo "aggregator peak memory: $(grep -o "peak_memory=.*" "$WORK/aggregator.log" | cut -d= -f2)"
 stop
 trap - EXIT
 echo "stopped the workers; history: $WORK/aggregator/history.sqlite"

@@ -134,6 +134,7 @@ public final class Aggregator: @unchecked Sendable {
         }
         try FileIO.writeAtomically(bytes, to: out)
         print("saved the global model after round \(config.rounds) to \(out)")
+        logger.info("done", metadata: ["peak_memory": "\(Format.mebibytes(ProcessMemory.peakResidentBytes))"])
         return out
     }
 

@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Small number formatting without Foundation (keeps the tool's memory small).
 public enum Format {
     /// `x` with exactly `digits` decimals.
@@ -41,4 +49,32 @@ public enum RoundTable {
             + Format.padLeft(String(r.bytesDown), 12) + Format.padLeft(String(r.bytesUp), 11)
             + Format.padLeft(String(r.participants.count), 7) + "  " + notes
     }
+}
+
+
+/// This process's memory, as the CLI and the daemons report it.
+public enum ProcessMemory {
+    /// Peak resident set size of this process so far, in bytes. On Linux this is VmHWM from
+    /// /proc/self/status, which starts afresh at exec; getrusage's ru_maxrss would include the peak of
+    /// the parent the process was forked from (a test runner, a shell script's Python).
+    public static var peakResidentBytes: Int {
+        #if os(Linux)
+        if let f = fopen("/proc/self/status", "r") {
+            defer { fclose(f) }
+            var line = [CChar](repeating: 0, count: 256)
+            while fgets(&line, Int32(line.count), f) != nil {
+                let text = String(cString: line)
+                if text.hasPrefix("VmHWM:"), let kb = Int(text.dropFirst(6).filter(\.isNumber)) { return kb * 1024 }
+            }
+        }
+        #endif
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        #if os(Linux)
+        return Int(usage.ru_maxrss) * 1024
+        #else
+        return Int(usage.ru_maxrss)
+        #endif
+    }
+
 }

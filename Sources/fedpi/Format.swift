@@ -1,5 +1,6 @@
-#if canImport(Glibc)
 import FedPiFederation
+
+#if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
@@ -9,29 +10,6 @@ import Darwin
 
 /// Process facts the CLI reports.
 enum ProcessInfoLite {
-    /// Peak resident set size of this process so far, in bytes. On Linux this is VmHWM from
-    /// /proc/self/status, which starts afresh at exec; getrusage's ru_maxrss would include the peak of
-    /// the parent the process was forked from (a test runner, a shell script's Python).
-    static var peakResidentBytes: Int {
-        #if os(Linux)
-        if let f = fopen("/proc/self/status", "r") {
-            defer { fclose(f) }
-            var line = [CChar](repeating: 0, count: 256)
-            while fgets(&line, Int32(line.count), f) != nil {
-                let text = String(cString: line)
-                if text.hasPrefix("VmHWM:"), let kb = Int(text.dropFirst(6).filter(\.isNumber)) { return kb * 1024 }
-            }
-        }
-        #endif
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        #if os(Linux)
-        return Int(usage.ru_maxrss) * 1024
-        #else
-        return Int(usage.ru_maxrss)
-        #endif
-    }
-
     static var stderrIsTerminal: Bool { isatty(2) == 1 }
 
     static func environment(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }

@@ -159,7 +159,7 @@ struct Train: AsyncParsableCommand {
             try FileIO.writeAtomically(bytes, to: save)
             print("saved \(save) (\(saveEncoding), \(bytes.count) bytes)")
         }
-        let peak = ProcessInfoLite.peakResidentBytes
+        let peak = ProcessMemory.peakResidentBytes
         print("peak memory: \(Format.mebibytes(peak))")
         if json {
             let trainSeconds = summaries.reduce(0) { $0 + $1.seconds }

@@ -127,8 +127,10 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let rows = r.stdout.split(separator: "\n").filter { $0.hasPrefix("    ") }
         XCTAssertEqual(rows.count, 4, r.stdout)  // rounds 0...3
-        let last = try XCTUnwrap(rows.last?.split(separator: " ").dropFirst().first)
-        XCTAssertGreaterThan(Double(last.dropLast())!, 90, r.stdout)  // accuracy in percent
+        let columns = try XCTUnwrap(rows.last?.split(separator: " "))  // round, try, accuracy, …
+        XCTAssertEqual(columns.count, 8, r.stdout)
+        let accuracy = try XCTUnwrap(Double(columns[2].dropLast()), r.stdout)
+        XCTAssertGreaterThan(accuracy, 90, r.stdout)  // in percent
         XCTAssertEqual(try fedpi("model", "inspect", save).status, 0)
         let bad = try fedpi("simulate", "--data", dir, "--split", "dirichlet:0:3")
         XCTAssertNotEqual(bad.status, 0)
