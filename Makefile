@@ -26,11 +26,13 @@ run: build
 train: build-fedpi
 	.build/release/fedpi train --data $(DATA) --model mnist-cnn --epochs 1 --batch-size 64 --lr 0.01
 
-# The Swift suite (XCTest; the Swift Testing runner is off so the log holds XCTest's summary), then
-# the Python interop check (installs safetensors + numpy from PyPI into .build/pyenv).
+# The Swift suite (XCTest; the Swift Testing runner is off so the log holds XCTest's summary), the
+# Python interop check (safetensors + numpy from PyPI into .build/pyenv), the packaging lint
+# (hadolint, shellcheck, systemd-analyze verify) and the units in a real systemd (systemd-nspawn).
 test: deps
 	$(SWIFT) test --disable-swift-testing
 	./scripts/interop.sh
+	./scripts/lint.sh
 
 # FedPi vs PyTorch on this machine (installs PyTorch from PyPI into bench/.venv).
 bench: build-fedpi

@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -34,6 +35,9 @@ let package = Package(
             name: "CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CHalf", cSettings: [.unsafeFlags(["-O2"])]),
+        .systemLibrary(
+            name: "CSystemd", pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]),
         .target(name: "FedPiEngine", dependencies: ["CBLAS"], swiftSettings: optimized),
         .target(name: "FedPiWire", dependencies: ["FedPiEngine", "CHalf", "CZlib"], swiftSettings: optimized),
         .target(name: "FedPiFederation", dependencies: ["FedPiEngine", "FedPiWire"], swiftSettings: optimized),
@@ -47,6 +51,7 @@ let package = Package(
         .target(
             name: "FedPiRuntime",
             dependencies: [
+                "CSystemd",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -55,6 +60,7 @@ let package = Package(
             dependencies: [
                 "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation",
                 "FedPiRuntime", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .target(
             name: "FedPiAggregator",
@@ -77,6 +83,7 @@ let package = Package(
         .testTarget(
             name: "FedPiWorkerTests",
             dependencies: ["FedPiWorker", "FedPiTesting", .product(name: "HummingbirdTesting", package: "hummingbird")]),
+        .testTarget(name: "FedPiRuntimeTests", dependencies: ["FedPiRuntime", "FedPiTesting"]),
         .testTarget(name: "FedPiAggregatorTests", dependencies: ["FedPiAggregator", "FedPiTesting"]),
         .testTarget(
             name: "FedPiSystemTests",

@@ -33,7 +33,12 @@ public final class Aggregator: @unchecked Sendable {
         let model = try ModelZoo.make(config.model, seed: config.seed)
         var done = 0
         if FileManager.default.fileExists(atPath: checkpointPath) {
-            let (values, header) = try ModelFile.decode(try FileIO.read(checkpointPath), expecting: model.parameters.entries, model: config.model)
+            let values: [Float], header: ModelFileHeader
+            do {
+                (values, header) = try ModelFile.decode(try FileIO.read(checkpointPath), expecting: model.parameters.entries, model: config.model)
+            } catch {
+                throw ConfigError("cannot resume from \(checkpointPath): \(error). Move it away to start afresh, or use another state_dir")
+            }
             model.parameters.load(values)
             done = header.round
             logger.info("resuming after round \(done) from \(checkpointPath)")
@@ -56,6 +61,18 @@ public final class Aggregator: @unchecked Sendable {
         federation.roundTimeout = .milliseconds(Int64(config.roundTimeout * 1000))
         if let test, let testIndices {
             federation.evaluate = { try Trainer.evaluate($0, on: test, indices: testIndices) }
+        } else {
+            // no test set here: the online workers evaluate on their own test splits
+            federation.evaluate = { model in
+                await inventory.refresh()
+                let names = await inventory.pick(fraction: 1, minimum: 0, seed: 0)
+                do {
+                    return try await RemoteWorker.evaluate(model, on: workers.filter { names.contains($0.node) }, logger: logger)
+                } catch {
+                    logger.warning("no federated evaluation this round: \(error)")
+                    return nil
+                }
+            }
         }
         federation.select = { round in
             await inventory.refresh(all: true)
@@ -82,7 +99,14 @@ public final class Aggregator: @unchecked Sendable {
                 logger.warning("round \(round): no update from \(node): \(f.reason)")
             }
         }
-        federation.onRound = { r in print(RoundTable.row(r)) }
+        let notifier = SystemdNotifier()
+        federation.onRound = { r in
+            print(RoundTable.row(r))
+            let accuracy = r.testAccuracy.map { ", accuracy " + Format.percent($0) } ?? ""
+            notifier.status(r.completed
+                ? "round \(r.round) of \(config.rounds) done, \(r.participants.count) nodes\(accuracy)"
+                : "round \(r.round) failed (\(r.participants.count) of \(config.minNodes) updates); retrying")
+        }
 
         print("\(config.model), \(config.nodes.count) nodes, \(strategy.name), \(config.encoding.rawValue) deltas, "
               + "\(config.localEpochs) local epoch(s), rounds \(done + 1)...\(config.rounds), min_nodes \(config.minNodes)")
@@ -94,10 +118,16 @@ public final class Aggregator: @unchecked Sendable {
                 try? await Task.sleep(for: .seconds(1))
             }
         }
-        defer { prober.cancel() }
+        // systemd: ready once the state is open; the watchdog pings as long as the process runs its tasks
+        notifier.ready(status: done >= config.rounds ? "all \(config.rounds) rounds done" : "starting round \(done + 1) of \(config.rounds)")
+        let watchdog = Task { await notifier.runWatchdog { true } }
+        defer {
+            prober.cancel()
+            watchdog.cancel()
+        }
         do {
             if done == 0, try history.attempts(of: 0) == 0 {
-                let r = try federation.evaluateInitial()
+                let r = try await federation.evaluateInitial()
                 try history.record(r, strategy: strategy.name, encoding: config.encoding.rawValue)
             }
             if done < config.rounds {

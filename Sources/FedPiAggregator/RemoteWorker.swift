@@ -59,7 +59,7 @@ public final class RemoteWorker: WorkerClient, Sendable {
                     case 200, 202:
                         dispatched = true
                         await inventory.succeeded(node, busy: true)
-                    case 400..<500:
+                    case 400..<500, 503:
                         throw Refused(description: "the node refused round \(round): \(RemoteWorker.message(body))")
                     default:
                         throw Failure("PUT answered \(response.status.code): \(RemoteWorker.message(body))")
@@ -112,6 +112,47 @@ public final class RemoteWorker: WorkerClient, Sendable {
                 try await Task.sleep(for: .milliseconds(Int(pause * 1000)))
             }
         }
+    }
+
+    /// Federated evaluation: the global model (f16) goes to each worker's `POST /v1/evaluate`; the
+    /// answers are averaged weighted by test samples. Workers that fail to answer are left out.
+    static func evaluate(_ model: Model, on workers: [RemoteWorker], logger: Logger) async throws -> EvaluationResult {
+        let body = model.parameters.flatValues.withUnsafeBufferPointer {
+            ModelFile.encode($0, layout: model.parameters.entries, model: model.id, encoding: .f16)
+        }
+        let clock = ContinuousClock(), start = clock.now
+        let answers = await withTaskGroup(of: (Double, Double, Int)?.self) { group in
+            for w in workers {
+                group.addTask {
+                    var request = HTTPClientRequest(url: "\(w.url)/v1/evaluate")
+                    request.method = .POST
+                    request.body = .bytes(ByteBuffer(bytes: body))
+                    do {
+                        let response = try await w.client.execute(request, timeout: .seconds(120))
+                        let data = Data(Array(buffer: try await response.body.collect(upTo: 1 << 20)))
+                        guard response.status == .ok,
+                              let o = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+                              let accuracy = o["accuracy"] as? Double, let loss = o["loss"] as? Double, let n = o["samples"] as? Int, n > 0
+                        else {
+                            logger.warning("\(w.node) did not evaluate: \(RemoteWorker.message(ByteBuffer(bytes: data)))")
+                            return nil
+                        }
+                        return (accuracy, loss, n)
+                    } catch {
+                        logger.warning("\(w.node) did not evaluate: \(RemoteWorker.describe(error))")
+                        return nil
+                    }
+                }
+            }
+            var out: [(Double, Double, Int)] = []
+            for await a in group { if let a { out.append(a) } }
+            return out
+        }
+        let n = answers.reduce(0) { $0 + $1.2 }
+        guard n > 0 else { throw Failure("no worker could evaluate the model") }
+        return EvaluationResult(loss: answers.reduce(0) { $0 + $1.1 * Double($1.2) } / Double(n),
+                                accuracy: answers.reduce(0) { $0 + $1.0 * Double($1.2) } / Double(n), count: n,
+                                seconds: Federation.seconds(clock.now - start))
     }
 
     /// Timeouts on an open connection: the node is there but silent.

@@ -80,6 +80,14 @@ public struct EvaluationResult: Sendable {
     public var accuracy: Double
     public var count: Int
     public var seconds: Double
+
+    public init(loss: Double, accuracy: Double, count: Int, seconds: Double) {
+        self.loss = loss
+        self.accuracy = accuracy
+        self.count = count
+        self.seconds = seconds
+    }
+
     public var samplesPerSecond: Double { seconds > 0 ? Double(count) / seconds : 0 }
 }
 

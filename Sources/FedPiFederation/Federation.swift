@@ -67,8 +67,10 @@ public final class Federation: @unchecked Sendable {
     public var concurrent = false
     /// The workers that take part in a round (nil: all of them).
     public var select: ((_ round: Int) async -> [WorkerClient])?
-    /// Central evaluation of the global model after each round (nil: none).
-    public var evaluate: ((Model) throws -> EvaluationResult)?
+    /// Evaluation of the global model after each round: central on a held-out set, or federated on
+    /// the workers' own test splits (nil: none).
+    /// Returning nil records the round without metrics.
+    public var evaluate: ((Model) async throws -> EvaluationResult?)?
     /// Called with every record as soon as its round ends.
     public var onRound: ((RoundRecord) -> Void)?
     /// Called when a node's update is accepted or rejected, for logs.
@@ -84,8 +86,8 @@ public final class Federation: @unchecked Sendable {
     }
 
     /// Round 0: the initial model's evaluation, nothing trained.
-    public func evaluateInitial() throws -> RoundRecord {
-        let e = try evaluate?(model)
+    public func evaluateInitial() async throws -> RoundRecord {
+        let e = try await evaluate?(model) ?? nil
         let record = RoundRecord(round: 0, completed: true, participants: [], failures: [],
                                  testAccuracy: e?.accuracy, testLoss: e?.loss, seconds: 0, bytesDown: 0, bytesUp: 0)
         history.append(record)
@@ -176,7 +178,7 @@ public final class Federation: @unchecked Sendable {
 
         let completed = participants.count >= minNodes
         if completed { model.parameters.load(fold.result()) }
-        let e = completed ? try evaluate?(model) : nil
+        let e = completed ? try await evaluate?(model) ?? nil : nil
         let record = RoundRecord(
             round: round, attempt: attempt, completed: completed, participants: participants, failures: failures,
             testAccuracy: e?.accuracy, testLoss: e?.loss, seconds: Federation.seconds(clock.now - start),
@@ -186,7 +188,7 @@ public final class Federation: @unchecked Sendable {
         return record
     }
 
-    static func seconds(_ d: Duration) -> Double {
+    public static func seconds(_ d: Duration) -> Double {
         Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
     }
 

@@ -8,6 +8,11 @@ public struct BoardHealth: Codable, Sendable {
     public var memoryTotalBytes: Int?
     public var temperatureCelsius: Double?
     public var residentBytes: Int?
+    /// Raspberry Pi firmware throttling bits (`get_throttled`), where the kernel exposes them.
+    public var throttledBits: Int?
+    /// The bits spelled out: "under-voltage", "frequency capped", "throttled", "soft temperature limit",
+    /// each now or "… since boot".
+    public var throttled: [String]?
 
     public static func read() -> BoardHealth {
         var h = BoardHealth()
@@ -20,7 +25,36 @@ public struct BoardHealth: Codable, Sendable {
         if let t = text("/sys/class/thermal/thermal_zone0/temp").flatMap({ Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
             h.temperatureCelsius = t / 1000
         }
+        for path in ["/sys/devices/platform/soc/soc:firmware/get_throttled", "/sys/devices/platform/soc/soc:firmware/raspberrypi-hwmon/get_throttled"] {
+            if let t = text(path)?.trimmingCharacters(in: .whitespacesAndNewlines),
+               let bits = Int(t.hasPrefix("0x") ? String(t.dropFirst(2)) : t, radix: 16) {
+                h.throttledBits = bits
+                h.throttled = BoardHealth.describeThrottled(bits)
+                break
+            }
+        }
         return h
+    }
+
+    /// The documented meaning of the firmware's throttling bits (0–3 now, 16–19 since boot).
+    public static func describeThrottled(_ bits: Int) -> [String] {
+        let names = ["under-voltage", "frequency capped", "throttled", "soft temperature limit"]
+        var out: [String] = []
+        for (i, n) in names.enumerated() {
+            if bits & (1 << i) != 0 { out.append(n) }
+            if bits & (1 << (16 + i)) != 0 { out.append(n + " since boot") }
+        }
+        return out
+    }
+
+    /// One line for the log: temperature, throttling, load, free memory.
+    public var summary: String {
+        var parts: [String] = []
+        if let t = temperatureCelsius { parts.append(String(format: "%.1f °C", t)) }
+        if let th = throttled, !th.isEmpty { parts.append("firmware: " + th.joined(separator: ", ")) }
+        if let l = load1 { parts.append(String(format: "load %.2f", l)) }
+        if let m = memoryAvailableBytes { parts.append("\(m >> 20) MiB available") }
+        return parts.joined(separator: ", ")
     }
 
     static func text(_ path: String) -> String? {

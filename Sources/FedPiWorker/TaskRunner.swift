@@ -19,6 +19,8 @@ public final class TaskRunner: Sendable {
         public var loss: Double?
         public var seconds = 0.0
         public var reason: String?
+        /// When training last reported a finished batch (or started).
+        public var lastProgress = ContinuousClock.now
         var digest = ""
         var generation = 0
     }
@@ -39,26 +41,28 @@ public final class TaskRunner: Sendable {
     let stateDir: String
     let logger: Logger
     let fault: Fault?
-    let onChange: @Sendable (Snapshot) -> Void
+    private let changeHandler = Mutex<@Sendable (Snapshot) -> Void>({ _ in })
     private let state = Mutex(Snapshot())
     private let queue = DispatchQueue(label: "fedpi.training")
     private let counters = Mutex((rounds: 0, samples: 0, served: 0))
 
     var updatePath: String { stateDir + "/update.safetensors" }
 
-    public init(job: LocalTraining, stateDir: String, logger: Logger, fault: Fault? = nil,
-                onChange: @escaping @Sendable (Snapshot) -> Void = { _ in }) throws {
+    public init(job: LocalTraining, stateDir: String, logger: Logger, fault: Fault? = nil) throws {
         self.job = job
         layout = try ModelZoo.make(job.model, seed: 1).parameters.entries
         self.stateDir = stateDir
         self.logger = logger
         self.fault = fault
-        self.onChange = onChange
         try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
         restore()
     }
 
     public var snapshot: Snapshot { state.withLock { $0 } }
+
+    /// Called with the new state when a task starts, progresses (every few seconds) and ends.
+    public func setOnChange(_ f: @escaping @Sendable (Snapshot) -> Void) { changeHandler.withLock { $0 = f } }
+    private func onChange(_ s: Snapshot) { changeHandler.withLock { $0 }(s) }
     public var totals: (rounds: Int, samples: Int, served: Int) { counters.withLock { $0 } }
 
     /// An update finished before a restart is still served: its file says which round it is for.
@@ -76,14 +80,35 @@ public final class TaskRunner: Sendable {
 
     public enum Start: Sendable { case started, alreadyRunning, alreadyDone }
 
+    /// A task this board cannot take now (not enough memory), with the reason.
+    public struct Refusal: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Memory the board has free for a new task (MemAvailable); replaceable in tests.
+    public var availableMemory: @Sendable () -> Int? {
+        get { memoryProbe.withLock { $0 } }
+        set { memoryProbe.withLock { $0 = newValue } }
+    }
+    private let memoryProbe = Mutex<@Sendable () -> Int?>({ BoardHealth.read().memoryAvailableBytes })
+
+    /// Bytes a training task needs beyond what the worker already holds: weights, gradients, momentum,
+    /// the global copy and the update (six model-sized buffers) plus activations and buffers.
+    public var taskBytes: Int { layout.reduce(0) { $0 + $1.count } * 4 * 6 + (32 << 20) }
+
     /// Starts (or re-confirms) the task for `round`; `global` is the aggregator's model file with the
     /// training config in its metadata. A bad file throws and changes nothing.
-    public func start(round: Int, global: [UInt8]) throws(WireError) -> Start {
+    public func start(round: Int, global: [UInt8]) throws -> Start {
         let (start, header) = try ModelFile.decode(global, expecting: layout, model: job.model)
         guard header.kind == .weights else { throw WireError("expected model weights, got a \(header.kind.rawValue)") }
         guard header.round == round else { throw WireError("the model file is for round \(header.round), the request for round \(round)") }
         let config = try TrainingConfig(metadata: header.metadata)
         let digest = Codecs.crc32Hex([global[...]])
+        let sameTask = state.withLock { $0.round == round && $0.digest == digest && ($0.phase == .training || $0.phase == .done) }
+        if !sameTask, let free = availableMemory(), free < taskBytes {
+            throw Refusal(description: "not enough memory for this task: it needs about \(taskBytes >> 20) MiB, "
+                + "the board has \(free >> 20) MiB available")
+        }
         let (decision, generation) = state.withLock { s -> (Start, Int) in
             if s.round == round, s.digest == digest {
                 if s.phase == .training { return (.alreadyRunning, s.generation) }
@@ -95,6 +120,7 @@ public final class TaskRunner: Sendable {
         guard decision == .started else { return decision }
         try? FileManager.default.removeItem(atPath: updatePath)  // superseded
         logger.info("round \(round): training started", metadata: [
+            "board": "\(BoardHealth.read().summary)",
             "samples": "\(job.indices.count)", "epochs": "\(config.epochs)", "lr": "\(config.learningRate)", "encoding": "\(config.encoding)"])
         onChange(snapshot)
         queue.async { self.train(round: round, start: start, config: config, digest: digest, generation: generation) }
@@ -111,6 +137,7 @@ public final class TaskRunner: Sendable {
             var bytes = try job.run(round: round, start: weights, config: config) { p in
                 guard self.isCurrent(generation) else { throw CancellationError() }
                 self.state.withLock {
+                    $0.lastProgress = .now
                     $0.samples = p.runSamples
                     $0.loss = p.loss
                     $0.seconds = p.elapsedSeconds
@@ -121,20 +148,24 @@ public final class TaskRunner: Sendable {
                 }
             }
             bytes = try stamp(bytes, digest: digest, seconds: ContinuousClock.seconds(clock.now - start))
-            guard isCurrent(generation) else { return }
-            try FileIO.writeAtomically(bytes, to: updatePath)
             let seconds = Format.fixed(ContinuousClock.seconds(clock.now - start), 1)
-            let done: Bool = state.withLock {
-                guard $0.generation == generation else { return false }
+            // the file and the state change together: a newer task cannot slip in between
+            let done: Bool = try state.withLock {
+                guard $0.generation == generation, $0.phase == .training else { return false }
+                try FileIO.writeAtomically(bytes, to: updatePath)
                 $0.phase = .done
                 $0.samples = $0.total
                 return true
             }
-            counters.withLock {
-                $0.rounds += 1
-                $0.samples += job.indices.count * config.epochs
+            if done {
+                counters.withLock {
+                    $0.rounds += 1
+                    $0.samples += job.indices.count * config.epochs
+                }
+                logger.info("round \(round): update ready", metadata: ["bytes": "\(bytes.count)", "seconds": "\(seconds)"])
+            } else {
+                logger.info("round \(round): finished, but a newer task replaced it")
             }
-            if done { logger.info("round \(round): update ready", metadata: ["bytes": "\(bytes.count)", "seconds": "\(seconds)"]) }
         } catch is CancellationError {
             logger.info("round \(round): training stopped (cancelled or superseded)")
         } catch {

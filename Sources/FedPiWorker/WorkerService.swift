@@ -7,6 +7,8 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import NIOPosix
+import ServiceLifecycle
 import Synchronization
 
 /// The worker daemon: its data shard, its task runner and the HTTP API of DESIGN.md.
@@ -113,6 +115,9 @@ public final class WorkerService: Sendable {
                 case .alreadyRunning: return self.json(Message(round: round, state: "training", message: "already training this round"), status: .accepted)
                 case .alreadyDone: return self.json(Message(round: round, state: "done", message: "update ready"))
                 }
+            } catch let refusal as TaskRunner.Refusal {
+                self.logger.warning("round \(round): refused: \(refusal)")
+                return self.json(Message(round: round, state: "refused", message: refusal.description), status: .serviceUnavailable)
             } catch {
                 self.logger.warning("round \(round): rejected the model file: \(error)")
                 return self.json(Message(round: round, state: "error", message: "\(error)"), status: .badRequest)
@@ -231,19 +236,80 @@ public final class WorkerService: Sendable {
                         body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
+    /// One line for `systemctl status`: what the worker is doing now.
+    static func statusLine(_ s: TaskRunner.Snapshot) -> String {
+        guard let round = s.round else { return "idle, waiting for an aggregator" }
+        switch s.phase {
+        case .training:
+            return "round \(round): training \(s.samples)/\(s.total) samples" + (s.loss.map { ", loss \(Format.fixed($0, 3))" } ?? "")
+        case .done: return "round \(round): update ready"
+        case .failed: return "round \(round): training failed: \(s.reason ?? "")"
+        case .cancelled: return "round \(round): cancelled"
+        case .idle: return "idle"
+        }
+    }
+
+    /// Healthy while the HTTP event loop answers within a second and a running training step has made
+    /// progress within `stallLimit`; what the systemd watchdog pings depend on.
+    func healthy(stallLimit: Duration) async -> Bool {
+        let s = runner.snapshot
+        if s.phase == .training, ContinuousClock.now - s.lastProgress > stallLimit {
+            logger.error("training has made no progress for \(stallLimit); withholding the watchdog ping")
+            return false
+        }
+        let loop = MultiThreadedEventLoopGroup.singleton.any()
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await loop.submit { true }.get()) ?? false }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(1))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+
     /// Serves until SIGTERM or SIGINT, then shuts down gracefully. `onListening` receives the bound port.
+    /// Under systemd: READY=1 once the port is bound, STATUS= as tasks progress, WATCHDOG=1 while healthy,
+    /// STOPPING=1 on SIGTERM.
     public func run(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let logger = self.logger
+        let notifier = SystemdNotifier()
+        runner.setOnChange { notifier.status(WorkerService.statusLine($0)) }
+        let stallLimit = max(.seconds(60), (notifier.watchdogInterval ?? .zero) * 2)
+        let watchdog = WatchdogService(notifier: notifier) { await self.healthy(stallLimit: stallLimit) }
         let app = Application(
             router: router(),
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "fedpi-worker"),
+            services: [watchdog],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 logger.info("listening", metadata: ["address": "http://\(self.settings.host):\(port)", "node": "\(self.settings.name)"])
+                notifier.ready(status: "listening on port \(port); " + WorkerService.statusLine(self.runner.snapshot))
                 await onListening(port)
             },
             logger: logger)
         logger.warning("no TLS configured: this worker accepts unauthenticated requests from anyone who can reach its port")
         try await app.runService()
+    }
+}
+
+/// Pings the systemd watchdog while the worker is healthy and says STOPPING=1 when a graceful shutdown
+/// (SIGTERM) begins.
+struct WatchdogService: Service {
+    let notifier: SystemdNotifier
+    let healthy: @Sendable () async -> Bool
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            _ = try? await cancelWhenGracefulShutdown {
+                await notifier.runWatchdog(healthy: healthy)
+                // no watchdog configured: wait for the shutdown
+                try await Task.sleep(for: .seconds(100_000_000))
+            }
+        } onGracefulShutdown: {
+            notifier.stopping()
+        }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FedPiAggregator
 import FedPiRuntime
+import Dispatch
 import Foundation
 import Logging
 
@@ -50,6 +51,17 @@ struct AggregatorCommand: AsyncParsableCommand {
             fleet.rounds = rounds
         }
         let logger = Logger(label: "fedpi-aggregator")
+        // SIGTERM (systemctl stop): say so to systemd and leave; every completed round is already
+        // checkpointed atomically, so the next start resumes after it
+        signal(SIGTERM, SIG_IGN)
+        let sigterm = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
+        sigterm.setEventHandler {
+            SystemdNotifier().stopping()
+            logger.info("stopping on SIGTERM; a restart resumes after the last completed round")
+            Foundation.exit(0)
+        }
+        sigterm.resume()
+        defer { sigterm.cancel() }
         // stdout carries the table; flush each line so a pipe or file sees rounds as they finish
         try await Aggregator(config: fleet, logger: logger).run(save: save) { line in
             print(line)

@@ -109,7 +109,7 @@ struct Simulate: AsyncParsableCommand {
               + "\(chosen.name), \(encoding) deltas, \(localEpochs) local epoch(s), \(rounds) rounds")
         print(RoundTable.header)
         federation.onRound = { print(RoundTable.row($0)) }
-        _ = try federation.evaluateInitial()
+        _ = try await federation.evaluateInitial()
         for r in 1...rounds { try await federation.runRound(r) }
         if let save {
             let bytes = net.parameters.flatValues.withUnsafeBufferPointer {

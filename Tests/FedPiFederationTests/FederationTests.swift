@@ -79,7 +79,7 @@ final class FederationTests: XCTestCase {
         config.batchSize = 32
         let f = Federation(model: try ModelZoo.make("mnist-mlp", seed: 2), strategy: FedAvg(), workers: workers, minNodes: 3, config: config)
         f.evaluate = { try Trainer.evaluate($0, on: test) }
-        let start = try f.evaluateInitial()
+        let start = try await f.evaluateInitial()
         for r in 1...4 { try await f.runRound(r) }
         let end = f.history.last!
         XCTAssertTrue(f.history.dropFirst().allSatisfy(\.completed))

@@ -68,7 +68,8 @@ final class FleetHarness {
 
     var stateDir: String { dir + "/aggregator" }
 
-    func writeFleet(rounds: Int, minNodes: Int, roundTimeout: Double = 120, grace: Double = 3) throws {
+    /// `centralTest: false` leaves out test_data, so the workers evaluate on their own test splits.
+    func writeFleet(rounds: Int, minNodes: Int, roundTimeout: Double = 120, grace: Double = 3, centralTest: Bool = true) throws {
         var text = """
             model = "\(model)"
             rounds = \(rounds)
@@ -77,8 +78,7 @@ final class FleetHarness {
             unreachable_grace = \(grace)
             probe_timeout = 1
             max_backoff = 1
-            test_data = "\(IDXFixtures.fashionMNIST)"
-            test_limit = 1000
+            \(centralTest ? "test_data = \"\(IDXFixtures.fashionMNIST)\"\ntest_limit = 1000" : "")
             state_dir = "\(stateDir)"
 
             """

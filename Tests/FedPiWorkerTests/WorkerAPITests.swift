@@ -138,6 +138,19 @@ final class WorkerAPITests: XCTestCase {
         }
     }
 
+    func testATaskThatDoesNotFitInMemoryIsRefusedWithTheReason() async throws {
+        let svc = try service()
+        svc.runner.availableMemory = { 8 << 20 }
+        try await Application(router: svc.router()).test(.router) { client in
+            try await client.execute(uri: "/v1/rounds/1", method: .put, body: try WorkerAPITests.global(round: 1)) { r in
+                XCTAssertEqual(r.status, .serviceUnavailable)
+                XCTAssertTrue(WorkerAPITests.text(r).contains("not enough memory"), WorkerAPITests.text(r))
+                XCTAssertTrue(WorkerAPITests.text(r).contains("8 MiB available"), WorkerAPITests.text(r))
+            }
+        }
+        XCTAssertEqual(svc.runner.snapshot.phase, .idle)
+    }
+
     func testEvaluateScoresAPostedModel() async throws {
         let app = Application(router: try service().router())
         try await app.test(.router) { client in
@@ -183,5 +196,27 @@ final class WorkerAPITests: XCTestCase {
         t.partition = "dirichlet:0.5:2/2"
         t.limit = 10
         XCTAssertEqual(try t.shard(labels: labels).count, 10)
+    }
+
+    func testBoardHealthSpellsOutFirmwareThrottling() {
+        XCTAssertEqual(BoardHealth.describeThrottled(0), [])
+        XCTAssertEqual(BoardHealth.describeThrottled(0x50005), ["under-voltage", "under-voltage since boot", "throttled", "throttled since boot"])
+        XCTAssertEqual(BoardHealth.describeThrottled(0x80008), ["soft temperature limit", "soft temperature limit since boot"])
+        let h = BoardHealth.read()
+        XCTAssertNotNil(h.memoryAvailableBytes, "Linux has /proc/meminfo")
+        XCTAssertTrue(h.summary.contains("MiB available"), h.summary)
+    }
+
+    func testStatusLineSaysWhatTheWorkerDoes() {
+        var s = TaskRunner.Snapshot()
+        XCTAssertEqual(WorkerService.statusLine(s), "idle, waiting for an aggregator")
+        s.round = 3
+        s.phase = .training
+        s.samples = 1200
+        s.total = 24000
+        s.loss = 0.41234
+        XCTAssertEqual(WorkerService.statusLine(s), "round 3: training 1200/24000 samples, loss 0.412")
+        s.phase = .done
+        XCTAssertEqual(WorkerService.statusLine(s), "round 3: update ready")
     }
 }

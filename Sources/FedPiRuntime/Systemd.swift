@@ -1,0 +1,45 @@
+import CSystemd
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The daemon's side of systemd's notify protocol (sd_notify): READY=1 once serving, STATUS= lines for
+/// `systemctl status`, WATCHDOG=1 while healthy, STOPPING=1 on the way out. Outside systemd (no
+/// NOTIFY_SOCKET) every call is a no-op.
+public struct SystemdNotifier: Sendable {
+    public init() {}
+
+    /// True when a service manager listens (NOTIFY_SOCKET is set).
+    public var isActive: Bool { getenv("NOTIFY_SOCKET") != nil }
+
+    public func send(_ state: String) {
+        guard isActive else { return }
+        _ = sd_notify(0, state)
+    }
+
+    public func ready(status: String) { send("READY=1\nSTATUS=\(status)") }
+    public func status(_ text: String) { send("STATUS=\(text)") }
+    public func stopping(status: String = "stopping") { send("STOPPING=1\nSTATUS=\(status)") }
+
+    /// WatchdogSec= of the unit, from WATCHDOG_USEC (nil: no watchdog for this process).
+    public var watchdogInterval: Duration? {
+        var usec: UInt64 = 0
+        guard sd_watchdog_enabled(0, &usec) > 0, usec > 0 else { return nil }
+        return .microseconds(Int64(usec))
+    }
+
+    /// Sends WATCHDOG=1 at half the watchdog interval for as long as `healthy()` says so; a check that
+    /// fails (or hangs) means no ping, and systemd restarts the wedged process. Returns when cancelled
+    /// or when there is no watchdog.
+    public func runWatchdog(healthy: @escaping @Sendable () async -> Bool) async {
+        guard let interval = watchdogInterval else { return }
+        let period = interval / 2
+        while !Task.isCancelled {
+            if await healthy() { send("WATCHDOG=1") }
+            try? await Task.sleep(for: period)
+        }
+    }
+}
