@@ -33,6 +33,7 @@ test: deps
 	$(SWIFT) test --disable-swift-testing
 	./scripts/interop.sh
 	./scripts/lint.sh
+	./scripts/systemd-test.sh
 
 # FedPi vs PyTorch on this machine (installs PyTorch from PyPI into bench/.venv).
 bench: build-fedpi

@@ -99,7 +99,15 @@ say "(a) activating until READY=1, then active"
 # (b) STATUS and the API from inside
 status=$(in_ct systemctl status fedpi-worker --no-pager | grep -i "status:" || true)
 case "$status" in *"listening on port 8470"*) ;; *) die "(b) no STATUS line in systemctl status: $status" ;; esac
-node=$(in_ct python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8470/v1/node", timeout=5).read().decode())')
+# python3-minimal has no http.client: a plain socket
+node=$(in_ct python3 -c '
+import socket
+s = socket.create_connection(("127.0.0.1", 8470), timeout=5)
+s.sendall(b"GET /v1/node HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+data = b""
+while chunk := s.recv(65536):
+    data += chunk
+print(data.decode())')
 case "$node" in *'"node":"ct-1"'*) ;; *) die "(b) /v1/node answered: $node" ;; esac
 say "(b) $status; /v1/node answers"
 
