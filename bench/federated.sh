@@ -4,11 +4,11 @@
 # evaluation on the 10,000 test images after each round; real processes on loopback for both
 # (FedPi over HTTP, Flower over gRPC), one training thread per worker. Prints per-round accuracy and
 # time, time to TARGET accuracy, the non-training share of FedPi's rounds, bytes and peak memory.
-#   ROUNDS=10 TARGET=0.85 bench/federated.sh       ONLY=fedpi|flower runs one side
+#   ROUNDS=12 TARGET=0.75,0.80,0.85 bench/federated.sh       ONLY=fedpi|flower runs one side
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-10}
-TARGET=${TARGET:-0.85}
+TARGET=${TARGET:-0.75,0.80,0.85}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 OUT=bench/out/federated
 mkdir -p "$OUT"

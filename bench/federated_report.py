@@ -15,7 +15,7 @@ def first_at(rows, target):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench/out/federated")
-    ap.add_argument("--target", type=float, default=0.85)
+    ap.add_argument("--target", default="0.75,0.80,0.85", help="accuracies to time, comma-separated")
     a = ap.parse_args()
     fedpi, flower = [], []
     db = os.path.join(a.out, "fedpi/aggregator/history.sqlite")
@@ -41,14 +41,16 @@ def main():
         w = flower[i] if i < len(flower) else None
         print(f"{i:>5} {f['accuracy'] * 100 if f else float('nan'):>9.2f}% {f['elapsed_s'] if f else float('nan'):>9.1f}"
               f" {w['accuracy'] * 100 if w else float('nan'):>10.2f}% {w['elapsed_s'] if w else float('nan'):>9.1f}")
-    tf, tw = first_at(fedpi, a.target), first_at(flower, a.target)
-    for name, t, rows in (("FedPi", tf, fedpi), ("Flower", tw, flower)):
-        if rows:
-            best = max(r["accuracy"] for r in rows)
-            print(f"{name}: " + (f"{a.target:.0%} at round {t['round']} after {t['elapsed_s']:.1f} s" if t
-                                 else f"{a.target:.0%} not reached in {rows[-1]['round']} rounds (best {best:.2%})"))
-    if tf and tw:
-        print(f"time to {a.target:.0%}: FedPi / Flower = {tf['elapsed_s'] / tw['elapsed_s']:.3f}")
+    for target in [float(t) for t in a.target.split(",")]:
+        tf, tw = first_at(fedpi, target), first_at(flower, target)
+        line = f"time to {target:.0%}:"
+        for name, t, rows in (("FedPi", tf, fedpi), ("Flower", tw, flower)):
+            if rows:
+                line += f"  {name} " + (f"{t['elapsed_s']:.1f} s (round {t['round']})" if t
+                                        else f"not reached in {rows[-1]['round']} rounds (best {max(r['accuracy'] for r in rows):.2%})")
+        if tf and tw:
+            line += f"  ratio FedPi/Flower {tf['elapsed_s'] / tw['elapsed_s']:.2f}"
+        print(line)
     trained = [r for r in fedpi if r["round"] > 0 and r["train_s"]]
     if trained:
         total = sum(r["seconds"] for r in trained)
@@ -57,7 +59,8 @@ def main():
               f" worker's training time): {other / total:.2%}; {trained[0]['bytes']:,} bytes per round (down + up)")
         if len(flower) > 1:
             fl = [r for r in flower if r["round"] > 0]
-            print(f"Flower: {sum(r['seconds'] for r in fl) / len(fl):.1f} s per round")
+            per = sum(r['seconds'] for r in fl) / len(fl)
+            print(f"Flower: {per:.1f} s per round; FedPi/Flower time per round {total / len(trained) / per:.2f}")
     txt = os.path.join(a.out, "fedpi.txt")
     if os.path.exists(txt):
         for line in open(txt):

@@ -96,6 +96,13 @@ state=$(prop ActiveState)
 wait_for 120 "READY" active
 say "(a) activating until READY=1, then active"
 
+# the provisioning script is idempotent: a second run with the same options changes and restarts nothing
+pid=$(prop MainPID)
+again=$(in_ct /src/provisioning/install-worker.sh --name ct-1 --data /data --classes 0-3 --binary "/src/${bin#"$PWD"/}/fedpi-worker")
+if echo "$again" | grep -qE "^(installed|wrote|created)"; then die "(a) a second install changed something: $again"; fi
+[ "$(prop MainPID)" = "$pid" ] || die "(a) a second install restarted the worker"
+say "(a) a second install-worker.sh run changed nothing (same MainPID $pid)"
+
 # (b) STATUS and the API from inside
 status=$(in_ct systemctl status fedpi-worker --no-pager | grep -i "status:" || true)
 case "$status" in *"listening on port 8470"*) ;; *) die "(b) no STATUS line in systemctl status: $status" ;; esac
