@@ -116,7 +116,6 @@ public actor NodeInventory {
         }
     }
 
-    public func state(of name: String) -> State? { index(name).map { nodes[$0].state } }
 
     /// The nodes to ask this round: online ones, all or `fraction` of them (at least `minimum`),
     /// chosen with the round's seed.
@@ -130,7 +129,4 @@ public actor NodeInventory {
     }
 
     public var onlineCount: Int { nodes.filter { $0.state == .online || $0.state == .busy }.count }
-
-    /// The soonest moment an offline node is due for a probe.
-    public var nextDue: ContinuousClock.Instant? { nodes.filter { $0.state == .offline }.map(\.nextProbe).min() }
 }
