@@ -101,7 +101,9 @@ final class FleetHarness {
 
     /// Waits for the aggregator to exit; fails the test (and kills it) after `timeout` seconds.
     func waitForAggregator(timeout: Double) throws -> Int32 {
-        guard let a = aggregator else { throw XCTSkip("no aggregator") }
+        guard let a = aggregator else {
+            throw NSError(domain: "FleetHarness", code: 2, userInfo: [NSLocalizedDescriptionKey: "no aggregator was started"])
+        }
         try waitFor("the aggregator to finish", timeout: timeout) { !a.isRunning }
         return a.terminationStatus
     }
