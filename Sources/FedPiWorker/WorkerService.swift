@@ -285,7 +285,7 @@ public final class WorkerService: Sendable {
             services: [watchdog],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
-                logger.info("listening", metadata: ["address": "http://\(self.settings.host):\(port)", "node": "\(self.settings.name)"])
+                // Hummingbird itself logs "Server started and listening on HOST:PORT" with the node's metadata
                 notifier.ready(status: "listening on port \(port); " + WorkerService.statusLine(self.runner.snapshot))
                 await onListening(port)
             },
