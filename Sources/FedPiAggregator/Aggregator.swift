@@ -159,19 +159,13 @@ public final class Aggregator: @unchecked Sendable {
         prober.cancel()
         try? await client.shutdown()
         let out = save ?? config.stateDir + "/final.safetensors"
-        let bytes = model.parameters.flatValues.withUnsafeBufferPointer {
-            ModelFile.encode($0, layout: model.parameters.entries, model: config.model, encoding: .f32, round: config.rounds)
-        }
-        try FileIO.writeAtomically(bytes, to: out)
+        try FileIO.writeAtomically(ModelFile.encode(weightsOf: model, round: config.rounds), to: out)
         print("saved the global model after round \(config.rounds) to \(out)")
         logger.info("done", metadata: ["peak_memory": "\(Format.mebibytes(ProcessMemory.peakResidentBytes))"])
         return out
     }
 
     func writeCheckpoint(_ model: Model, round: Int) throws {
-        let bytes = model.parameters.flatValues.withUnsafeBufferPointer {
-            ModelFile.encode($0, layout: model.parameters.entries, model: config.model, encoding: .f32, round: round)
-        }
-        try FileIO.writeAtomically(bytes, to: checkpointPath)
+        try FileIO.writeAtomically(ModelFile.encode(weightsOf: model, round: round), to: checkpointPath)
     }
 }

@@ -117,9 +117,7 @@ public final class RemoteWorker: WorkerClient, Sendable {
     /// Federated evaluation: the global model (f16) goes to each worker's `POST /v1/evaluate`; the
     /// answers are averaged weighted by test samples. Workers that fail to answer are left out.
     static func evaluate(_ model: Model, on workers: [RemoteWorker], logger: Logger) async throws -> EvaluationResult {
-        let body = model.parameters.flatValues.withUnsafeBufferPointer {
-            ModelFile.encode($0, layout: model.parameters.entries, model: model.id, encoding: .f16)
-        }
+        let body = ModelFile.encode(weightsOf: model, encoding: .f16)
         let clock = ContinuousClock(), start = clock.now
         let answers = await withTaskGroup(of: (Double, Double, Int)?.self) { group in
             for w in workers {

@@ -101,10 +101,7 @@ public final class Federation: @unchecked Sendable {
         var config = self.config
         config.proximalMu = strategy.proximalMu
         let downEncoding: Encoding = config.encoding == .f32 ? .f32 : .f16
-        return model.parameters.flatValues.withUnsafeBufferPointer {
-            ModelFile.encode($0, layout: model.parameters.entries, model: model.id, encoding: downEncoding, round: round,
-                             extra: config.metadata)
-        }
+        return ModelFile.encode(weightsOf: model, encoding: downEncoding, round: round, extra: config.metadata)
     }
 
     /// Runs round `round` (its `attempt`-th try).

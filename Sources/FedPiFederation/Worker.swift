@@ -82,9 +82,9 @@ public struct LocalTraining: @unchecked Sendable {
     /// batch; an error it throws cancels training.
     public func run(round: Int, global: [UInt8], config: TrainingConfig,
                     progress: ((TrainingProgress) throws -> Void)? = nil) throws -> [UInt8] {
-        let layout = try ModelZoo.make(model, seed: config.seed).parameters.entries
-        return try run(round: round, start: try ModelFile.decode(global, expecting: layout, model: model).values,
-                       config: config, progress: progress)
+        let net = try ModelZoo.make(model, seed: config.seed)
+        let start = try ModelFile.decode(global, expecting: net.parameters.entries, model: model).values
+        return try train(net, round: round, start: start, config: config, progress: progress)
     }
 
     /// Trains from already decoded global weights. Memory is released as soon as it is no longer
@@ -92,9 +92,13 @@ public struct LocalTraining: @unchecked Sendable {
     /// peak stays low.
     public func run(round: Int, start: consuming [Float], config: TrainingConfig,
                     progress: ((TrainingProgress) throws -> Void)? = nil) throws -> [UInt8] {
+        try train(try ModelZoo.make(model, seed: config.seed), round: round, start: start, config: config, progress: progress)
+    }
+
+    private func train(_ net: Model, round: Int, start: consuming [Float], config: TrainingConfig,
+                       progress: ((TrainingProgress) throws -> Void)?) throws -> [UInt8] {
         // every round and node gets its own shuffling and dropout stream
         let seed = config.seed &* 1_000_003 &+ UInt64(round) &* 7919 &+ UInt64(abs(node.hashValueStable))
-        let net = try ModelZoo.make(model, seed: config.seed)
         net.parameters.load(start)
         do {
             let trainer = Trainer(model: net, options: TrainingOptions(

@@ -73,6 +73,13 @@ public enum ModelFile {
         return SafetensorsFile.encode(tensors, metadata: metadata)
     }
 
+    /// A model's current weights as a file (read in place, no copy of the parameters).
+    public static func encode(weightsOf model: Model, encoding: Encoding = .f32, round: Int = 0, examples: Int = 0,
+                              seed: UInt64 = 0, extra: [String: String] = [:]) -> [UInt8] {
+        encode(UnsafeBufferPointer(start: model.parameters.values, count: model.parameters.count), layout: model.parameters.entries,
+               model: model.id, encoding: encoding, round: round, examples: examples, seed: seed, extra: extra)
+    }
+
     /// The update a worker sends when `kind` is `.delta`: local − global, elementwise.
     public static func delta(_ local: [Float], from global: [Float]) -> [Float] {
         precondition(local.count == global.count, "delta of different layouts")

@@ -112,10 +112,7 @@ struct Simulate: AsyncParsableCommand {
         _ = try await federation.evaluateInitial()
         for r in 1...rounds { try await federation.runRound(r) }
         if let save {
-            let bytes = net.parameters.flatValues.withUnsafeBufferPointer {
-                ModelFile.encode($0, layout: net.parameters.entries, model: model, encoding: .f32, round: rounds)
-            }
-            try FileIO.writeAtomically(bytes, to: save)
+            try FileIO.writeAtomically(ModelFile.encode(weightsOf: net, round: rounds), to: save)
             print("saved the global model to \(save)")
         }
     }

@@ -152,10 +152,7 @@ struct Train: AsyncParsableCommand {
             print("test accuracy (all classes): \(Format.percent(overall.accuracy)) on \(overall.count) samples")
         }
         if let save {
-            let bytes = net.parameters.flatValues.withUnsafeBufferPointer {
-                ModelFile.encode($0, layout: net.parameters.entries, model: model, encoding: Encoding(rawValue: saveEncoding)!,
-                                 examples: indices.count * epochs, seed: seed)
-            }
+            let bytes = ModelFile.encode(weightsOf: net, encoding: Encoding(rawValue: saveEncoding)!, examples: indices.count * epochs, seed: seed)
             try FileIO.writeAtomically(bytes, to: save)
             print("saved \(save) (\(saveEncoding), \(bytes.count) bytes)")
         }
