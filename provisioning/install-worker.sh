@@ -9,6 +9,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=provisioning/common.sh
+. "$here/provisioning/common.sh"
 name="" data="" classes="" partition="" limit="" port=8470 binary="" uninstall=0 purge=0 start=1
 usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
@@ -27,15 +29,12 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; usage 2 ;;
   esac
 done
-[ "$(id -u)" -eq 0 ] || { echo "run as root (sudo $0 …)" >&2; exit 1; }
-have_systemd() { [ -d /run/systemd/system ]; }
+require_root
 unit=/etc/systemd/system/fedpi-worker.service
 
 if [ "$uninstall" = 1 ]; then
-  if have_systemd; then systemctl disable --now fedpi-worker.service 2>/dev/null || true; fi
-  rm -f "$unit" /usr/local/bin/fedpi-worker
+  remove_unit fedpi-worker.service /usr/local/bin/fedpi-worker
   if [ "$purge" = 1 ]; then rm -rf /etc/fedpi/worker.toml /var/lib/fedpi; fi
-  if have_systemd; then systemctl daemon-reload; fi
   echo "fedpi-worker removed$([ "$purge" = 1 ] && echo ", with its config and state" || echo "; config in /etc/fedpi and state in /var/lib/fedpi kept")"
   exit 0
 fi
@@ -44,11 +43,7 @@ fi
 [ -n "$data" ] || { echo "--data is required (a folder of MNIST-format IDX files)" >&2; exit 2; }
 [ -d "$data" ] || { echo "data folder $data does not exist" >&2; exit 2; }
 case "$port" in ''|*[!0-9]*) echo "--port must be a number" >&2; exit 2 ;; esac
-if [ -z "$binary" ]; then
-  for b in "$here/.build/release/fedpi-worker" "$here/fedpi-worker" "$(command -v fedpi-worker || true)"; do
-    [ -n "$b" ] && [ -x "$b" ] && { binary=$b; break; }
-  done
-fi
+[ -n "$binary" ] || binary=$(first_executable "$here/.build/release/fedpi-worker" "$here/fedpi-worker" "$(command -v fedpi-worker || true)") || true
 [ -n "$binary" ] && [ -x "$binary" ] || { echo "no fedpi-worker binary; build it (swift build -c release --product fedpi-worker) or pass --binary" >&2; exit 2; }
 
 changed=0
@@ -58,11 +53,7 @@ if ! id fedpi >/dev/null 2>&1; then
   echo "created system user fedpi"
 fi
 # the binary
-if ! cmp -s "$binary" /usr/local/bin/fedpi-worker; then
-  install -m 0755 "$binary" /usr/local/bin/fedpi-worker
-  changed=1
-  echo "installed /usr/local/bin/fedpi-worker"
-fi
+install_if_changed "$binary" /usr/local/bin/fedpi-worker 0755 "installed /usr/local/bin/fedpi-worker"
 # the config
 install -d -m 0755 /etc/fedpi
 config=$(mktemp)
@@ -76,29 +67,16 @@ config=$(mktemp)
   [ -n "$limit" ] && echo "limit = $limit"
   echo "state_dir = \"/var/lib/fedpi\""
 } >"$config"
-if ! cmp -s "$config" /etc/fedpi/worker.toml; then
-  install -m 0644 "$config" /etc/fedpi/worker.toml
-  changed=1
-  echo "wrote /etc/fedpi/worker.toml"
-fi
+install_if_changed "$config" /etc/fedpi/worker.toml 0644 "wrote /etc/fedpi/worker.toml"
 rm -f "$config"
 # the unit
-if ! cmp -s "$here/systemd/fedpi-worker.service" "$unit"; then
-  install -m 0644 "$here/systemd/fedpi-worker.service" "$unit"
-  changed=1
-  echo "installed $unit"
-fi
+install_if_changed "$here/systemd/fedpi-worker.service" "$unit" 0644 "installed $unit"
 if command -v runuser >/dev/null && ! runuser -u fedpi -- test -r "$data"; then
   echo "warning: user fedpi cannot read $data; make it readable (chmod o+rx, or a group)" >&2
 fi
 
 if have_systemd && [ "$start" = 1 ]; then
-  systemctl daemon-reload
-  systemctl enable fedpi-worker.service >/dev/null 2>&1
-  if [ "$changed" = 1 ] || ! systemctl is-active --quiet fedpi-worker.service; then
-    systemctl restart fedpi-worker.service
-  fi
-  echo "fedpi-worker is $(systemctl is-active fedpi-worker.service) and enabled at boot"
+  start_unit fedpi-worker.service
 else
   echo "systemd is not running here (or --no-start): installed but not started"
 fi
