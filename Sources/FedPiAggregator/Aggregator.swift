@@ -135,12 +135,10 @@ public final class Aggregator: @unchecked Sendable {
                     var attempt = try history.attempts(of: round) + 1
                     while true {
                         let r = try await federation.runRound(round, attempt: attempt)
-                        if r.completed {
-                            try writeCheckpoint(model, round: round)
-                            try history.record(r, strategy: strategy.name, encoding: config.encoding.rawValue)
-                            break
-                        }
+                        // the checkpoint decides where a restart resumes; a crash before the history row loses the row, not the round
+                        if r.completed { try writeCheckpoint(model, round: round) }
                         try history.record(r, strategy: strategy.name, encoding: config.encoding.rawValue)
+                        if r.completed { break }
                         let pause = min(30.0, 2 * Double(attempt))
                         logger.warning("""
                             round \(round) failed: \(r.participants.count) usable update(s), \(config.minNodes) needed; \
