@@ -35,10 +35,13 @@ let package = Package(
             name: "CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CHalf", cSettings: [.unsafeFlags(["-O2"])]),
+        // The engine's hot kernels (unpacked GEMM for the Winograd products, max pooling): AVX2+FMA
+        // behind a runtime CPU check on x86-64, portable (NEON on arm64) otherwise.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"])]),
         .systemLibrary(
             name: "CSystemd", pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]),
-        .target(name: "FedPiEngine", dependencies: ["CBLAS"], swiftSettings: optimized),
+        .target(name: "FedPiEngine", dependencies: ["CBLAS", "CKernels"], swiftSettings: optimized),
         .target(name: "FedPiWire", dependencies: ["FedPiEngine", "CHalf", "CZlib"], swiftSettings: optimized),
         .target(name: "FedPiFederation", dependencies: ["FedPiEngine", "FedPiWire"], swiftSettings: optimized),
         .target(name: "FedPiData", dependencies: ["CZlib", "FedPiEngine"], swiftSettings: optimized),
@@ -76,7 +79,7 @@ let package = Package(
             name: "fedpi-aggregator",
             dependencies: ["FedPiAggregator", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "FedPiTesting", dependencies: ["FedPiData", "CZlib"], path: "Tests/FedPiTesting"),
-        .testTarget(name: "FedPiEngineTests", dependencies: ["FedPiEngine", "FedPiData", "FedPiTesting"]),
+        .testTarget(name: "FedPiEngineTests", dependencies: ["FedPiEngine", "FedPiData", "FedPiTesting", "CKernels"]),
         .testTarget(name: "FedPiWireTests", dependencies: ["FedPiWire", "CHalf", "FedPiTesting"]),
         .testTarget(name: "FedPiFederationTests", dependencies: ["FedPiFederation", "FedPiData", "FedPiTesting"]),
         .testTarget(name: "FedPiDataTests", dependencies: ["FedPiData", "FedPiTesting"]),

@@ -5,7 +5,7 @@
 /// is summation order. Tensors are NHWC; all loops over channels are contiguous.
 enum Winograd {
     /// Floats of V and M scratch per chunk of samples; a memory/speed knob.
-    static let budget = 1 << 19
+    static let budget = 1 << 17
 
     /// U[ξ][in][out] = G · g · Gᵀ for every (out, in) filter of a PyTorch (OC, C, 3, 3) weight.
     /// `forInputGradient`: build the filters of the adjoint (full) convolution instead, whose
@@ -62,18 +62,19 @@ enum Winograd {
             zeroBias.update(repeating: 0, count: s.outputs + 8)
             transformInput(x, samples: n0..<n1, s, zeros: zeros, into: v)
             for xi in 0..<16 {
-                GEMM.gemm(transA: false, transB: false, m: t, n: s.outputs, k: s.inputs,
-                          a: v + xi * t * s.inputs, lda: s.inputs, b: u + xi * s.inputs * s.outputs, ldb: s.outputs,
-                          beta: 0, c: m + xi * t * s.outputs, ldc: s.outputs)
+                GEMM.unpacked(transA: false, m: t, n: s.outputs, k: s.inputs,
+                              a: v + xi * t * s.inputs, lda: s.inputs, b: u + xi * s.inputs * s.outputs, ldb: s.outputs,
+                              beta: 0, c: m + xi * t * s.outputs, ldc: s.outputs)
             }
             transformOutput(m, samples: n0..<n1, s, bias: bias ?? UnsafePointer(zeroBias), into: y, sink: sink)
             n0 = n1
         }
     }
 
-    /// The filter gradient of `convolve`: dU[ξ][in][out] = Σ_tiles V_ξ[tile][in] · (A dY Aᵀ)_ξ[tile][out],
+    /// The filter gradient of `convolve`: dU[ξ][out][in] = Σ_tiles (A dY Aᵀ)_ξ[tile][out] · V_ξ[tile][in],
     /// then `addFilterGradient` folds dU back to 3×3 kernels. (Forward is y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A,
-    /// so dL/dg = Gᵀ[(Bᵀ d B) ⊙ (A dy Aᵀ)]G.) `gradU` holds 16 × inputs × outputs floats.
+    /// so dL/dg = Gᵀ[(Bᵀ d B) ⊙ (A dy Aᵀ)]G.) `gradU` holds 16 × outputs × inputs floats; out-major,
+    /// because the kernel's 6-row tiles fit 64 output rows better than 32 input rows.
     static func filterGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, batch n: Int, _ s: Shape,
                                into gradU: UnsafeMutablePointer<Float>, scratch: Tensor) {
         let perSample = 16 * s.tilesPerSample * (s.inputs + s.outputs)
@@ -89,9 +90,9 @@ enum Winograd {
             transformInput(x, samples: n0..<n1, s, zeros: zeros, into: v)
             transformOutputGradient(dy, samples: n0..<n1, s, into: dm)
             for xi in 0..<16 {
-                GEMM.gemm(transA: true, transB: false, m: s.inputs, n: s.outputs, k: t,
-                          a: v + xi * t * s.inputs, lda: s.inputs, b: dm + xi * t * s.outputs, ldb: s.outputs,
-                          beta: n0 == 0 ? 0 : 1, c: gradU + xi * s.inputs * s.outputs, ldc: s.outputs)
+                GEMM.unpacked(transA: true, m: s.outputs, n: s.inputs, k: t,
+                              a: dm + xi * t * s.outputs, lda: s.outputs, b: v + xi * t * s.inputs, ldb: s.inputs,
+                              beta: n0 == 0 ? 0 : 1, c: gradU + xi * s.inputs * s.outputs, ldc: s.inputs)
             }
             n0 = n1
         }
@@ -102,7 +103,7 @@ enum Winograd {
         for o in 0..<oc {
             for ci in 0..<c {
                 var u = [Float](repeating: 0, count: 16)
-                for xi in 0..<16 { u[xi] = gradU[(xi * c + ci) * oc + o] }
+                for xi in 0..<16 { u[xi] = gradU[(xi * oc + o) * c + ci] }
                 // Gᵀ u : 3×4
                 var t = [Float](repeating: 0, count: 12)
                 for j in 0..<4 {

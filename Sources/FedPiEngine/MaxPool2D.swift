@@ -1,3 +1,5 @@
+import CKernels
+
 /// Max pooling with a square window and equal stride (PyTorch's `max_pool2d(x, k)`, floor mode).
 /// Input is (N, H, W, C), output (N, H/k, W/k, C); the position of each window's maximum is kept
 /// for backward as one byte (window size is at most 16×16).
@@ -35,32 +37,8 @@ public final class MaxPool2D: Layer {
         let oh = h / size, ow = w / size
         output.resize([n, oh, ow, c])
         if argmax.count < output.count { argmax = [UInt8](repeating: 0, count: output.count) }
-        let x = input.data, y = output.data
         argmax.withUnsafeMutableBufferPointer { am in
-            // For each output pixel: start from the window's first position, then fold in the others,
-            // all channels at once (contiguous in NHWC). Strict ">" keeps the first maximum, as PyTorch.
-            var o = 0
-            for b in 0..<n {
-                for i in 0..<oh {
-                    for j in 0..<ow {
-                        let base = x + ((b * h + i * size) * w + j * size) * c
-                        let yo = y + o, ao = am.baseAddress! + o
-                        yo.update(from: base, count: c)
-                        ao.update(repeating: 0, count: c)
-                        for pos in 1..<(size * size) {
-                            let src = base + ((pos / size) * w + pos % size) * c
-                            let code = UInt8(pos)
-                            for ch in 0..<c {
-                                let v = src[ch]
-                                let better = v > yo[ch]
-                                yo[ch] = better ? v : yo[ch]
-                                ao[ch] = better ? code : ao[ch]
-                            }
-                        }
-                        o += c
-                    }
-                }
-            }
+            fedpi_maxpool_forward(input.data, n, h, w, c, size, output.data, am.baseAddress!)
         }
         return output
     }
@@ -70,38 +48,9 @@ public final class MaxPool2D: Layer {
         let gradInput = reuseInput ? input : self.gradInput
         gradInput.resize(input.shape)
         let n = input.batch, h = input.shape[1], w = input.shape[2], c = input.shape[3]
-        let oh = h / size, ow = w / size
-        let dy = gradOutput.data, dx = gradInput.data
         argmax.withUnsafeBufferPointer { am in
-            var o = 0
-            for b in 0..<n {
-                for i in 0..<oh {
-                    for j in 0..<ow {
-                        let base = dx + ((b * h + i * size) * w + j * size) * c
-                        for pos in 0..<(size * size) {
-                            let dst = base + ((pos / size) * w + pos % size) * c
-                            let code = UInt8(pos)
-                            for ch in 0..<c { dst[ch] = am[o + ch] == code ? dy[o + ch] : 0 }
-                        }
-                        o += c
-                    }
-                }
-            }
-        }
-        if oh * size != h || ow * size != w {
-            // floor mode left a last row/column outside every window: its gradient is zero
-            zeroUncovered(dx, n: n, h: h, w: w, c: c, coveredH: oh * size, coveredW: ow * size)
+            fedpi_maxpool_backward(gradOutput.data, am.baseAddress!, n, h, w, c, size, gradInput.data)
         }
         return gradInput
-    }
-
-    private func zeroUncovered(_ dx: UnsafeMutablePointer<Float>, n: Int, h: Int, w: Int, c: Int, coveredH: Int, coveredW: Int) {
-        for b in 0..<n {
-            for i in 0..<h {
-                for j in 0..<w where i >= coveredH || j >= coveredW {
-                    (dx + ((b * h + i) * w + j) * c).update(repeating: 0, count: c)
-                }
-            }
-        }
     }
 }

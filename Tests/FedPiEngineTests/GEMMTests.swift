@@ -1,3 +1,4 @@
+import CKernels
 import XCTest
 
 @testable import FedPiEngine
@@ -34,6 +35,45 @@ final class GEMMTests: XCTestCase {
                             // padding columns of C are untouched
                             for j in n..<ldc { XCTAssertEqual(fast[i * ldc + j], c0[i * ldc + j]) }
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// FedPi's own kernel against the reference loop: every row remainder of its 6-row tile (m = 1...13),
+    /// one and two vectors of 8 columns plus a scalar tail (n = 5, 8, 16, 21, 40), transposed A, padded
+    /// strides, beta 0/1/0.5, and the Winograd shapes. Same tolerance as the BLAS test.
+    func testUnpackedKernelMatchesReference() {
+        var g = SeededGenerator(seed: 4)
+        var shapes: [(Int, Int, Int)] = [(288, 64, 32), (338, 32, 64), (64, 32, 288), (0, 8, 3), (3, 8, 0)]
+        for m in 1...13 { for n in [5, 8, 16, 21, 40] { shapes.append((m, n, 1 + (m * n) % 37)) } }
+        for (m, n, k) in shapes {
+            for transA in [false, true] {
+                for beta: Float in [0, 1, 0.5] {
+                    let lda = (transA ? m : k) + 3, ldb = n + 1, ldc = n + 2
+                    let a = (0..<((transA ? k : m) * lda)).map { _ in g.nextUnitFloat() * 2 - 1 }
+                    let b = (0..<(k * ldb)).map { _ in g.nextUnitFloat() * 2 - 1 }
+                    let c0 = (0..<(m * ldc)).map { _ in g.nextUnitFloat() }
+                    var fast = c0, portable = c0, slow = c0
+                    fast.withUnsafeMutableBufferPointer { c in
+                        GEMM.unpacked(transA: transA, m: m, n: n, k: k, alpha: 0.75, a: a, lda: lda, b: b, ldb: ldb,
+                                      beta: beta, c: c.baseAddress!, ldc: ldc)
+                    }
+                    portable.withUnsafeMutableBufferPointer { c in
+                        fedpi_gemm_portable(m, n, k, 0.75, a, transA ? 1 : lda, transA ? lda : 1, b, ldb, beta, c.baseAddress!, ldc)
+                    }
+                    slow.withUnsafeMutableBufferPointer { c in
+                        GEMM.gemmReference(transA: transA, transB: false, m: m, n: n, k: k, alpha: 0.75, a: a, lda: lda,
+                                           b: b, ldb: ldb, beta: beta, c: c.baseAddress!, ldc: ldc)
+                    }
+                    let tol: Float = 1e-4 * Float(k) + 1e-5
+                    for i in 0..<m {
+                        for j in 0..<n {
+                            XCTAssertEqual(fast[i * ldc + j], slow[i * ldc + j], accuracy: tol, "m\(m) n\(n) k\(k) tA\(transA) beta\(beta) at (\(i),\(j))")
+                            XCTAssertEqual(portable[i * ldc + j], slow[i * ldc + j], accuracy: tol, "portable m\(m) n\(n) k\(k) at (\(i),\(j))")
+                        }
+                        for j in n..<ldc { XCTAssertEqual(fast[i * ldc + j], c0[i * ldc + j], "padding column written") }
                     }
                 }
             }

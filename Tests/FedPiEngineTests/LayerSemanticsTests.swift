@@ -97,6 +97,43 @@ final class LayerSemanticsTests: XCTestCase {
         XCTAssertEqual(dx, [0, 0, 0, 0, 0, 1, 0, 2, 3, 0, 4, 0, 0, 0, 0, 0])
     }
 
+    /// The vectorised channel path (8 at a time, then a scalar tail) against a plain loop: 11 channels,
+    /// values from 4 levels so windows tie often (the first maximum must win), odd sizes (floor mode
+    /// leaves a row and a column out; their gradient must be 0), windows of 2 and 3.
+    func testMaxPoolMatchesPlainLoopAcrossChannelBlocks() {
+        var g = SeededGenerator(seed: 9)
+        let (n, h, w, c) = (2, 7, 9, 11)
+        let x = (0..<(n * h * w * c)).map { _ in Float(Int(g.nextUnitFloat() * 4)) - 1.5 }
+        for size in [2, 3] {
+            let oh = h / size, ow = w / size
+            var expectedY = [Float](), expectedDx = [Float](repeating: 0, count: x.count)
+            let dy = (0..<(n * oh * ow * c)).map { Float($0 % 13) + 1 }
+            var o = 0
+            for b in 0..<n {
+                for i in 0..<oh {
+                    for j in 0..<ow {
+                        for ch in 0..<c {
+                            var best = -Float.infinity, at = 0
+                            for di in 0..<size {
+                                for dj in 0..<size {
+                                    let idx = ((b * h + i * size + di) * w + j * size + dj) * c + ch
+                                    if x[idx] > best { best = x[idx]; at = idx }
+                                }
+                            }
+                            expectedY.append(best)
+                            expectedDx[at] = dy[o]
+                            o += 1
+                        }
+                    }
+                }
+            }
+            let pool = MaxPool2D("pool", size: size)
+            XCTAssertEqual(pool.forward(Tensor(shape: [n, h, w, c], values: x), training: true).array, expectedY, "size \(size)")
+            let dx = pool.backward(Tensor(shape: [n, oh, ow, c], values: dy), inputGradient: true)!.array
+            XCTAssertEqual(dx, expectedDx, "size \(size)")
+        }
+    }
+
     func testDropoutKeepsExpectationAndIsIdentityInEvaluation() {
         let d = Dropout("d", rate: 0.25, seed: 1)
         let x = [Float](repeating: 1, count: 100_000)

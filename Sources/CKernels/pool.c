@@ -1,0 +1,73 @@
+#include "ckernels.h"
+#include <string.h>
+
+/* Max pooling over NHWC tensors. Each output pixel folds its window's positions in order, eight
+ * channels at a time; strict ">" keeps the first maximum, as PyTorch does. Selects are bit masks
+ * (SSE on x86, NEON on arm64); the last c % 8 channels take the scalar loop. */
+
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+typedef int v8i __attribute__((vector_size(32), aligned(4)));
+typedef unsigned char b8 __attribute__((vector_size(8), aligned(1)));
+
+void fedpi_maxpool_forward(const float *x, long n, long h, long w, long c, long size, float *y, uint8_t *argmax) {
+    long oh = h / size, ow = w / size, cv = c - c % 8;
+    for (long b = 0; b < n; b++) {
+        for (long i = 0; i < oh; i++) {
+            for (long j = 0; j < ow; j++) {
+                const float *base = x + ((b * h + i * size) * w + j * size) * c;
+                long o = ((b * oh + i) * ow + j) * c;
+                for (long ch = 0; ch < cv; ch += 8) {
+                    v8 best = *(const v8 *)(base + ch);
+                    v8i code = {0};
+                    for (long pos = 1; pos < size * size; pos++) {
+                        v8 v = *(const v8 *)(base + ((pos / size) * w + pos % size) * c + ch);
+                        v8i better = v > best;
+                        best = (v8)(((v8i)v & better) | ((v8i)best & ~better));
+                        code = (code & ~better) | ((v8i){0} + (int)pos & better);
+                    }
+                    *(v8 *)(y + o + ch) = best;
+                    *(b8 *)(argmax + o + ch) = __builtin_convertvector(code, b8);
+                }
+                for (long ch = cv; ch < c; ch++) {
+                    float best = base[ch];
+                    uint8_t code = 0;
+                    for (long pos = 1; pos < size * size; pos++) {
+                        float v = base[((pos / size) * w + pos % size) * c + ch];
+                        if (v > best) { best = v; code = (uint8_t)pos; }
+                    }
+                    y[o + ch] = best;
+                    argmax[o + ch] = code;
+                }
+            }
+        }
+    }
+}
+
+void fedpi_maxpool_backward(const float *dy, const uint8_t *argmax, long n, long h, long w, long c, long size, float *dx) {
+    long oh = h / size, ow = w / size, cv = c - c % 8;
+    for (long b = 0; b < n; b++) {
+        float *image = dx + b * h * w * c;
+        for (long i = 0; i < oh; i++) {
+            for (long j = 0; j < ow; j++) {
+                float *base = image + (i * size * w + j * size) * c;
+                long o = ((b * oh + i) * ow + j) * c;
+                for (long ch = 0; ch < cv; ch += 8) {
+                    v8i code = __builtin_convertvector(*(const b8 *)(argmax + o + ch), v8i);
+                    v8i g = (v8i)(*(const v8 *)(dy + o + ch));
+                    for (long pos = 0; pos < size * size; pos++) {
+                        v8i hit = code == ((v8i){0} + (int)pos);
+                        *(v8 *)(base + ((pos / size) * w + pos % size) * c + ch) = (v8)(g & hit);
+                    }
+                }
+                for (long ch = cv; ch < c; ch++) {
+                    for (long pos = 0; pos < size * size; pos++)
+                        base[((pos / size) * w + pos % size) * c + ch] = argmax[o + ch] == pos ? dy[o + ch] : 0.0f;
+                }
+            }
+        }
+        /* floor mode leaves the last rows/columns outside every window: their gradient is zero */
+        for (long i = 0; i < h; i++) {
+            for (long j = (i < oh * size ? ow * size : 0); j < w; j++) memset(image + (i * w + j) * c, 0, (size_t)c * sizeof(float));
+        }
+    }
+}
