@@ -1,8 +1,8 @@
-/* The GEMM kernel, included twice by gemm.c: once as fedpi_gemm_avx2 under target("avx2,fma"),
- * once as fedpi_gemm_portable. GEMM_NAME names the function. Register tile: 6 rows × 16 columns
+/* The GEMM kernel, included twice by kernels.c: once under target("avx2,fma"),
+ * once portable. KS(name) gives the variant's name. Register tile: 6 rows × 16 columns
  * (12 vector accumulators of 8 floats, 2 B loads and 6 broadcasts per step of k). */
 
-static inline __attribute__((always_inline)) void GEMM_TILE(tile)(
+static inline __attribute__((always_inline)) void KS(tile)(
     long rows, long vecs, long k, float alpha, const float *a, long rsa, long csa,
     const float *b, long ldb, float beta, float *c, long ldc) {
     v8 acc[6][2];
@@ -32,7 +32,7 @@ static inline __attribute__((always_inline)) void GEMM_TILE(tile)(
     }
 }
 
-static void GEMM_NAME(long m, long n, long k, float alpha, const float *a, long rsa, long csa,
+static void KS(gemm)(long m, long n, long k, float alpha, const float *a, long rsa, long csa,
                       const float *b, long ldb, float beta, float *c, long ldc) {
     long nv = n - n % 8;
     for (long j = 0; j < nv; j += 16) {
@@ -41,16 +41,16 @@ static void GEMM_NAME(long m, long n, long k, float alpha, const float *a, long 
         /* full 6-row tiles with constant trip counts, so the compiler keeps all 12 accumulators in registers */
         if (vecs == 2) {
             for (; i + 6 <= m; i += 6)
-                GEMM_TILE(tile)(6, 2, k, alpha, a + i * rsa, rsa, csa, b + j, ldb, beta, c + i * ldc + j, ldc);
+                KS(tile)(6, 2, k, alpha, a + i * rsa, rsa, csa, b + j, ldb, beta, c + i * ldc + j, ldc);
         } else {
             for (; i + 6 <= m; i += 6)
-                GEMM_TILE(tile)(6, 1, k, alpha, a + i * rsa, rsa, csa, b + j, ldb, beta, c + i * ldc + j, ldc);
+                KS(tile)(6, 1, k, alpha, a + i * rsa, rsa, csa, b + j, ldb, beta, c + i * ldc + j, ldc);
         }
         /* the last rows: one specialised copy per count, so none of them falls back to a generic loop */
         const float *ai = a + i * rsa;
         float *ci = c + i * ldc + j;
-#define REST(R) (vecs == 2 ? GEMM_TILE(tile)(R, 2, k, alpha, ai, rsa, csa, b + j, ldb, beta, ci, ldc) \
-                           : GEMM_TILE(tile)(R, 1, k, alpha, ai, rsa, csa, b + j, ldb, beta, ci, ldc))
+#define REST(R) (vecs == 2 ? KS(tile)(R, 2, k, alpha, ai, rsa, csa, b + j, ldb, beta, ci, ldc) \
+                           : KS(tile)(R, 1, k, alpha, ai, rsa, csa, b + j, ldb, beta, ci, ldc))
         switch (m - i) {
         case 1: REST(1); break;
         case 2: REST(2); break;

@@ -6,7 +6,7 @@
 /// rebuilt in the backward pass instead of being kept, so memory stays small at any batch size.
 public final class Conv2D: Layer {
     public enum Padding: Sendable { case valid, same }
-    /// How the convolution is computed. `automatic` uses Winograd F(2×2, 3×3) for 3×3 kernels with at
+    /// How the convolution is computed. `automatic` uses Winograd F(4×4, 3×3) for 3×3 kernels with at
     /// least 8 input and output channels (conv2 of mnist-cnn) and im2col otherwise.
     public enum Algorithm: Sendable { case automatic, im2col, winograd }
 
@@ -107,7 +107,7 @@ public final class Conv2D: Layer {
         let n = input.batch, oc = outputChannels, pixels = g.oh * g.ow
         output.resize([n, g.oh, g.ow, oc])
         if usesWinograd {
-            winogradFilters.resize([16 * inputChannels * oc])
+            winogradFilters.resize([Winograd.positions * inputChannels * oc])
             Winograd.transformFilters(store.values + weightOffset, outputChannels: oc, inputChannels: inputChannels,
                                       forInputGradient: false, into: winogradFilters.data)
             let shape = winogradShape(g)
@@ -147,12 +147,12 @@ public final class Conv2D: Layer {
         if usesWinograd {
             // weight gradient and input gradient both by Winograd: no column matrix at all
             let shape = winogradShape(g)
-            winogradGradient.resize([16 * inputChannels * oc])
+            winogradGradient.resize([Winograd.positions * inputChannels * oc])
             Winograd.filterGradient(input.data, dy, batch: n, shape, into: winogradGradient.data, scratch: winogradScratch)
             Winograd.addFilterGradient(winogradGradient.data, inputs: inputChannels, outputs: oc, into: store.gradients + weightOffset)
             guard inputGradient else { return nil }
             gradInput.resize(input.shape)
-            winogradFilters.resize([16 * inputChannels * oc])
+            winogradFilters.resize([Winograd.positions * inputChannels * oc])
             Winograd.transformFilters(store.values + weightOffset, outputChannels: oc, inputChannels: inputChannels,
                                       forInputGradient: true, into: winogradFilters.data)
             let adjoint = Winograd.Shape(h: g.oh, w: g.ow, inputs: oc, outputs: inputChannels, pad: g.ks - 1 - g.pad, oh: g.h, ow: g.w)

@@ -171,8 +171,12 @@ final class WinogradTests: XCTestCase {
             }
             for (what, (a, b)) in zip(["output", "input gradient", "parameter gradient"], zip(results[0], results[1])) {
                 XCTAssertEqual(a.count, b.count)
+                // Rounding, not logic: F(4×4, 3×3)'s transform constants (up to 8 in Aᵀ, ⅙ and 1⁄24 in G)
+                // give a float32 error of about 8.6e-7 of Σ|x·w| against float64 (im2col: 1.7e-7, measured
+                // in numpy on this 26×26×32→64 case). With this test's unscaled ±1 weights Σ|x·w| is ~72
+                // per output, so up to ~1.2e-4 of max(1, |y|) is expected; a wrong transform errs by ~1.
                 let worst = zip(a, b).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
-                XCTAssertLessThan(worst, 1e-4, "\(what) differs for \(k)")
+                XCTAssertLessThan(worst, 5e-4, "\(what) differs for \(k)")
             }
         }
     }

@@ -5,7 +5,7 @@
 
 /// C (m×n, row stride ldc) = alpha · A·B + beta · C, with a(i,p) = a[i·rsa + p·csa] (so A may be stored
 /// transposed) and B row-major k×n with row stride ldb. No packing: meant for the small products of
-/// the Winograd convolution, where B fits in L1/L2. beta == 0 never reads C.
+/// the Winograd convolution, where B fits in L1/L2. beta == 0 never reads C. Register tile 6×16.
 void fedpi_gemm(long m, long n, long k, float alpha, const float *a, long rsa, long csa,
                 const float *b, long ldb, float beta, float *c, long ldc);
 /// The same with the portable kernel only (the fallback, and what tests compare the fast path with).
@@ -18,6 +18,28 @@ void fedpi_maxpool_forward(const float *x, long n, long h, long w, long c, long 
 /// dx (n, h, w, c) = dy routed to each window's argmax, 0 elsewhere (including floor-mode leftovers).
 /// dx may be the forward input itself.
 void fedpi_maxpool_backward(const float *dy, const uint8_t *argmax, long n, long h, long w, long c, long size, float *dx);
+
+/// Geometry of a 3×3 convolution by Winograd F(4×4, 3×3): input (h, w, inputs) NHWC with `pad` zero
+/// pixels on each side, output (oh, ow, outputs). Each sample has ceil(oh/4)·ceil(ow/4) tiles; tile
+/// data is laid out [ξ][tile][channel] for the 36 positions ξ of a 6×6 tile, so each position is one
+/// GEMM: M_ξ (tiles × outputs) = V_ξ (tiles × inputs) · U_ξ (inputs × outputs).
+typedef struct { long h, w, inputs, outputs, pad, oh, ow; } fedpi_winograd_shape;
+
+/// U[ξ][in][out] = G·g·Gᵀ for every filter of a PyTorch (oc, c, 3, 3) weight. With for_input_gradient,
+/// the filters of the adjoint (full) convolution instead: inputs are the oc gradient channels, outputs
+/// the c input channels, kernels rotated 180°.
+void fedpi_winograd_filters(const float *w, long oc, long c, int for_input_gradient, float *u);
+/// V[ξ][tile][in] = Bᵀ·d·B for the tiles of samples n0..<n1 of x (n, h, w, inputs); `zeros` holds at
+/// least `inputs` zeros and stands in for pixels outside the image.
+void fedpi_winograd_input(const float *x, long n0, long n1, const fedpi_winograd_shape *s, const float *zeros, float *v);
+/// y (samples n0..<n1 of (n, oh, ow, outputs)) = Aᵀ·M·A + bias (bias may be NULL); cut-off tile
+/// pixels past oh/ow are not written.
+void fedpi_winograd_output(const float *m, long n0, long n1, const fedpi_winograd_shape *s, const float *bias, float *y);
+/// dM[ξ][tile][out] = A·e·Aᵀ for each 4×4 tile e of dy (samples n0..<n1 of (n, oh, ow, outputs)),
+/// zeros past oh/ow: the output side of the filter gradient.
+void fedpi_winograd_output_gradient(const float *dy, long n0, long n1, const fedpi_winograd_shape *s, float *dm);
+/// gw (oc, c, 3, 3) += Gᵀ·dU·G, with dU laid out [ξ][out][in] (36 × oc × c).
+void fedpi_winograd_add_filter_gradient(const float *du, long c, long oc, float *gw);
 
 /// 1 when the AVX2+FMA kernels are in use on this CPU (always 0 off x86-64; arm64 runs the portable
 /// kernels, which the compiler maps to NEON).

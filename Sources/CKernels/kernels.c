@@ -1,0 +1,113 @@
+#include "ckernels.h"
+#include <string.h>
+
+/* The hot kernels are written once, with clang's vector extensions, and compiled twice: portable
+ * (SSE2 on x86-64, NEON on arm64) and, on x86-64, for AVX2+FMA behind a runtime CPU check. */
+#pragma clang diagnostic ignored "-Wpsabi"  /* 32-byte vectors passed between always-inline helpers */
+
+typedef float v8 __attribute__((vector_size(32)));
+/* the same vector with 4-byte alignment, for loads and stores at any float address */
+typedef float v8u __attribute__((vector_size(32), aligned(4)));
+
+#define KS(x) x##_portable
+#include "gemm_body.h"
+#include "winograd_body.h"
+#undef KS
+
+#if defined(__x86_64__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#define KS(x) x##_avx2
+#include "gemm_body.h"
+#include "winograd_body.h"
+#undef KS
+#pragma clang attribute pop
+
+int fedpi_kernels_avx2(void) {
+    static int cached = -1;
+    if (cached < 0) cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return cached;
+}
+#define DISPATCH(name, args) do { if (fedpi_kernels_avx2()) name##_avx2 args; else name##_portable args; } while (0)
+#else
+int fedpi_kernels_avx2(void) { return 0; }
+#define DISPATCH(name, args) name##_portable args
+#endif
+
+void fedpi_gemm(long m, long n, long k, float alpha, const float *a, long rsa, long csa,
+                const float *b, long ldb, float beta, float *c, long ldc) {
+    DISPATCH(gemm, (m, n, k, alpha, a, rsa, csa, b, ldb, beta, c, ldc));
+}
+
+void fedpi_gemm_portable(long m, long n, long k, float alpha, const float *a, long rsa, long csa,
+                         const float *b, long ldb, float beta, float *c, long ldc) {
+    gemm_portable(m, n, k, alpha, a, rsa, csa, b, ldb, beta, c, ldc);
+}
+
+void fedpi_winograd_input(const float *x, long n0, long n1, const fedpi_winograd_shape *s, const float *zeros, float *v) {
+    DISPATCH(winograd_input, (x, n0, n1, s, zeros, v));
+}
+
+void fedpi_winograd_output(const float *m, long n0, long n1, const fedpi_winograd_shape *s, const float *bias, float *y) {
+    DISPATCH(winograd_output, (m, n0, n1, s, bias, y));
+}
+
+void fedpi_winograd_output_gradient(const float *dy, long n0, long n1, const fedpi_winograd_shape *s, float *dm) {
+    DISPATCH(winograd_output_gradient, (dy, n0, n1, s, dm));
+}
+
+/* G·g for one 3-vector: G = [¼ 0 0; −⅙ −⅙ −⅙; −⅙ ⅙ −⅙; 1⁄24 1⁄12 ⅙; 1⁄24 −1⁄12 ⅙; 0 0 1] */
+static void filter_column(float g0, float g1, float g2, float *o) {
+    o[0] = g0 / 4;
+    o[1] = -(g0 + g1 + g2) / 6;
+    o[2] = -(g0 - g1 + g2) / 6;
+    o[3] = g0 / 24 + g1 / 12 + g2 / 6;
+    o[4] = g0 / 24 - g1 / 12 + g2 / 6;
+    o[5] = g2;
+}
+
+void fedpi_winograd_filters(const float *w, long oc, long c, int for_input_gradient, float *u) {
+    long ins = for_input_gradient ? oc : c, outs = for_input_gradient ? c : oc;
+    for (long o = 0; o < oc; o++) {
+        for (long ci = 0; ci < c; ci++) {
+            const float *k = w + (o * c + ci) * 9;
+            float g[9], gg[6][3], full[6][6];
+            for (int i = 0; i < 9; i++) g[i] = for_input_gradient ? k[8 - i] : k[i];
+            for (int j = 0; j < 3; j++) {  /* G g: transform each column of the 3×3 kernel */
+                float col[6];
+                filter_column(g[j], g[3 + j], g[6 + j], col);
+                for (int i = 0; i < 6; i++) gg[i][j] = col[i];
+            }
+            for (int i = 0; i < 6; i++) filter_column(gg[i][0], gg[i][1], gg[i][2], full[i]);  /* (G g) Gᵀ */
+            long in = for_input_gradient ? o : ci, out = for_input_gradient ? ci : o;
+            for (int i = 0; i < 6; i++)
+                for (int j = 0; j < 6; j++) u[((i * 6 + j) * ins + in) * outs + out] = full[i][j];
+        }
+    }
+}
+
+/* Gᵀ·u for one 6-vector (the adjoint of filter_column) */
+static void filter_gradient_column(const float *u, float *o) {
+    o[0] = u[0] / 4 - (u[1] + u[2]) / 6 + (u[3] + u[4]) / 24;
+    o[1] = (u[2] - u[1]) / 6 + (u[3] - u[4]) / 12;
+    o[2] = (u[3] + u[4] - u[1] - u[2]) / 6 + u[5];
+}
+
+void fedpi_winograd_add_filter_gradient(const float *du, long c, long oc, float *gw) {
+    for (long o = 0; o < oc; o++) {
+        for (long ci = 0; ci < c; ci++) {
+            float t[3][6];
+            for (int j = 0; j < 6; j++) {  /* Gᵀ dU: each column of the 6×6 gradient */
+                float col[6], r[3];
+                for (int i = 0; i < 6; i++) col[i] = du[((i * 6 + j) * oc + o) * c + ci];
+                filter_gradient_column(col, r);
+                for (int i = 0; i < 3; i++) t[i][j] = r[i];
+            }
+            float *k = gw + (o * c + ci) * 9;
+            for (int i = 0; i < 3; i++) {  /* (Gᵀ dU) G */
+                float r[3];
+                filter_gradient_column(t[i], r);
+                for (int j = 0; j < 3; j++) k[i * 3 + j] += r[j];
+            }
+        }
+    }
+}
