@@ -22,14 +22,21 @@ typedef float v8u __attribute__((vector_size(32), aligned(4)));
 #undef KS
 #pragma clang attribute pop
 
+static int use_avx2 = -1;  /* -1: not decided yet */
+
 int fedpi_kernels_avx2(void) {
-    static int cached = -1;
-    if (cached < 0) cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return cached;
+    if (use_avx2 < 0) use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return use_avx2;
+}
+
+void fedpi_kernels_prefer_portable(int portable) {
+    use_avx2 = -1;
+    if (portable) use_avx2 = 0;
 }
 #define DISPATCH(name, args) do { if (fedpi_kernels_avx2()) name##_avx2 args; else name##_portable args; } while (0)
 #else
 int fedpi_kernels_avx2(void) { return 0; }
+void fedpi_kernels_prefer_portable(int portable) { (void)portable; }
 #define DISPATCH(name, args) name##_portable args
 #endif
 

@@ -1,3 +1,4 @@
+import CKernels
 import XCTest
 
 @testable import FedPiEngine
@@ -149,8 +150,18 @@ final class LayerSemanticsTests: XCTestCase {
 
 final class WinogradTests: XCTestCase {
     /// Winograd and im2col agree on outputs, input gradients and weight gradients, for valid and same
-    /// padding, even and odd output sizes, and channel counts that are not multiples of 8.
+    /// padding, even and odd output sizes, and channel counts that are not multiples of 8; with the
+    /// AVX2 kernels (where the CPU has them) and with the portable ones the Pi runs.
     func testWinogradMatchesIm2col() {
+        for portable in [false, true] {
+            fedpi_kernels_prefer_portable(portable ? 1 : 0)
+            defer { fedpi_kernels_prefer_portable(0) }
+            if portable { XCTAssertEqual(fedpi_kernels_avx2(), 0, "the portable kernels are not in use") }
+            compareWinogradWithIm2col(portable: portable)
+        }
+    }
+
+    private func compareWinogradWithIm2col(portable: Bool) {
         let cases: [(n: Int, h: Int, w: Int, c: Int, oc: Int, padding: Conv2D.Padding)] = [
             (2, 26, 26, 32, 64, .valid), (3, 7, 6, 3, 10, .valid), (2, 5, 8, 9, 5, .same), (1, 4, 4, 16, 8, .same), (2, 3, 3, 8, 8, .valid),
         ]
@@ -176,7 +187,7 @@ final class WinogradTests: XCTestCase {
                 // in numpy on this 26×26×32→64 case). With this test's unscaled ±1 weights Σ|x·w| is ~72
                 // per output, so up to ~1.2e-4 of max(1, |y|) is expected; a wrong transform errs by ~1.
                 let worst = zip(a, b).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
-                XCTAssertLessThan(worst, 5e-4, "\(what) differs for \(k)")
+                XCTAssertLessThan(worst, 5e-4, "\(what) differs for \(k), portable kernels: \(portable)")
             }
         }
     }

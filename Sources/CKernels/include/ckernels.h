@@ -44,5 +44,8 @@ void fedpi_winograd_add_filter_gradient(const float *du, long c, long oc, float 
 /// 1 when the AVX2+FMA kernels are in use on this CPU (always 0 off x86-64; arm64 runs the portable
 /// kernels, which the compiler maps to NEON).
 int fedpi_kernels_avx2(void);
+/// 1: use the portable kernels from now on even where AVX2 exists (tests run both paths this way);
+/// 0: back to choosing by CPU. Not for use while kernels run on other threads.
+void fedpi_kernels_prefer_portable(int portable);
 
 #endif
