@@ -63,10 +63,7 @@ public struct LabeledImages: BatchProvider, Sendable {
         let per = height * width
         input.resize([indices.count, height, width, 1])
         if out.count != indices.count { out = [Int32](repeating: 0, count: indices.count) }
-        // 256-entry table: one load per pixel instead of a divide and a subtract.
-        var table = [Float](repeating: 0, count: 256)
-        for v in 0..<256 { table[v] = (Float(v) / 255 - normalization.mean) / normalization.std }
-        table.withUnsafeBufferPointer { t in
+        LabeledImages.pixelTable(normalization).withUnsafeBufferPointer { t in
             pixels.withUnsafeBufferPointer { px in
                 var dst = input.data
                 for (k, i) in indices.enumerated() {
@@ -77,6 +74,13 @@ public struct LabeledImages: BatchProvider, Sendable {
                 }
             }
         }
+    }
+}
+
+extension LabeledImages {
+    /// The normalised float of every byte value: one load per pixel instead of a divide and a subtract.
+    static func pixelTable(_ normalization: Model.Normalization) -> [Float] {
+        (0..<256).map { (Float($0) / 255 - normalization.mean) / normalization.std }
     }
 }
 

@@ -7,6 +7,13 @@ public protocol BatchProvider {
     /// Resizes `input` to `[indices.count] + sampleShape`, writes the normalised pixels of those samples
     /// into it, and their labels into `labels`.
     func fillBatch(_ indices: ArraySlice<Int>, normalization: Model.Normalization, into input: Tensor, labels: inout [Int32])
+    /// A read that failed while filling batches (a provider backed by a file), or nil; training stops
+    /// with it as the reason at the end of the epoch.
+    var readFailure: String? { get }
+}
+
+extension BatchProvider {
+    public var readFailure: String? { nil }
 }
 
 /// The optimizer and its hyper-parameters, as chosen on the command line or by the aggregator.
@@ -172,6 +179,7 @@ public final class Trainer {
                         samplesPerSecond: Double(runSamples) / max(elapsed, 1e-9), elapsedSeconds: elapsed))
                 }
             }
+            if let failure = data.readFailure { throw TrainingDataError(description: failure) }
             let seconds = Trainer.seconds(clock.now - epochStart)
             summaries.append(EpochSummary(
                 epoch: epoch, loss: lossSum / Double(max(seen, 1)), accuracy: Double(correct) / Double(max(seen, 1)),

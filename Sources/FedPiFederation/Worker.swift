@@ -80,39 +80,28 @@ public struct LocalTraining: @unchecked Sendable {
 
     /// Trains from the encoded global model and returns the encoded update. `progress` sees every
     /// batch; an error it throws cancels training.
+    ///
+    /// Memory is kept low for a small board: the global model stays in its encoded form (f16 on the
+    /// wire: half the size) during training and is decoded again for the delta, which is computed in
+    /// place over the trained weights; the optimizer state is freed before encoding.
     public func run(round: Int, global: [UInt8], config: TrainingConfig,
                     progress: ((TrainingProgress) throws -> Void)? = nil) throws -> [UInt8] {
         let net = try ModelZoo.make(model, seed: config.seed)
-        let start = try ModelFile.decode(global, expecting: net.parameters.entries, model: model).values
-        return try train(net, round: round, start: start, config: config, progress: progress)
-    }
-
-    /// Trains from already decoded global weights. Memory is released as soon as it is no longer
-    /// needed (the optimizer state before encoding, the delta computed in place) so a small board's
-    /// peak stays low.
-    public func run(round: Int, start: consuming [Float], config: TrainingConfig,
-                    progress: ((TrainingProgress) throws -> Void)? = nil) throws -> [UInt8] {
-        try train(try ModelZoo.make(model, seed: config.seed), round: round, start: start, config: config, progress: progress)
-    }
-
-    private func train(_ net: Model, round: Int, start: consuming [Float], config: TrainingConfig,
-                       progress: ((TrainingProgress) throws -> Void)?) throws -> [UInt8] {
+        let layout = net.parameters.entries
+        net.parameters.load(try ModelFile.decode(global, expecting: layout, model: model).values)
         // every round and node gets its own shuffling and dropout stream
         let seed = config.seed &* 1_000_003 &+ UInt64(round) &* 7919 &+ UInt64(abs(node.hashValueStable))
-        net.parameters.load(start)
         do {
             let trainer = Trainer(model: net, options: TrainingOptions(
                 epochs: config.epochs, batchSize: config.batchSize, learningRate: config.learningRate,
                 optimizer: .sgd(momentum: config.momentum), seed: seed, lanes: lanes, proximalMu: config.proximalMu))
             try trainer.train(on: data, indices: indices, progress: progress)
         }
-        var delta = start
+        let start = try ModelFile.decode(global, expecting: layout, model: model).values
         let w = net.parameters.values
-        for i in delta.indices { delta[i] = w[i] - delta[i] }
-        return delta.withUnsafeBufferPointer {
-            ModelFile.encode($0, layout: net.parameters.entries, model: model, encoding: config.encoding, kind: .delta,
-                             round: round, examples: indices.count, seed: seed)
-        }
+        for i in start.indices { w[i] -= start[i] }
+        return ModelFile.encode(UnsafeBufferPointer(start: w, count: start.count), layout: layout, model: model,
+                                encoding: config.encoding, kind: .delta, round: round, examples: indices.count, seed: seed)
     }
 }
 

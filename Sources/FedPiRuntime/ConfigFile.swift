@@ -1,5 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
-import TOMLKit
+#endif
 
 /// A configuration mistake, said in one sentence naming the file and the key.
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
@@ -26,9 +29,7 @@ public final class ConfigFile {
 
     public init(text: String, path: String) throws(ConfigError) {
         do {
-            table = try TOMLTable(string: text)
-        } catch let e as TOMLParseError {
-            throw ConfigError("\(path): \(e.source.begin.debugDescription): \(e.description)")
+            table = try TOML.parse(text)
         } catch {
             throw ConfigError("\(path): \(error)")
         }
@@ -42,7 +43,7 @@ public final class ConfigFile {
         self.prefix = prefix
     }
 
-    private func value(_ key: String) -> TOMLValueConvertible? {
+    private func value(_ key: String) -> TOMLValue? {
         asked.insert(key)
         return table[key]
     }

@@ -1,5 +1,17 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// One line per event on stderr, `level: message key=value…`, without a timestamp (journald and
 /// terminals add their own); `FEDPI_LOG_TIMESTAMPS=1` adds one for plain log files. Under journald
@@ -42,7 +54,8 @@ public struct LineLogHandler: LogHandler {
         let all = metadata.merging(event.metadata ?? [:]) { $1 }
         for (k, v) in all.sorted(by: { $0.key < $1.key }) { line += " \(k)=\(v)" }
         line += "\n"
-        FileHandle.standardError.write(Data(line.utf8))
+        // one write(2) per line, so lines from different threads never interleave
+        line.withCString { _ = write(2, $0, strlen($0)) }
     }
 
     /// Routes swift-log to this handler once per process; `level` from `--log-level` or LOG_LEVEL.

@@ -1,4 +1,9 @@
+import FedPiFederation
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// What the board itself says about its state: load, memory, temperature. Every field is optional:
 /// a laptop has no thermal zone, a container may hide /proc files.
@@ -22,11 +27,11 @@ public struct BoardHealth: Codable, Sendable {
             h.memoryTotalBytes = kilobytes(m, "MemTotal:")
         }
         if let s = text("/proc/self/status") { h.residentBytes = kilobytes(s, "VmRSS:") }
-        if let t = text("/sys/class/thermal/thermal_zone0/temp").flatMap({ Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+        if let t = text("/sys/class/thermal/thermal_zone0/temp").flatMap({ Double($0.trimmedWhitespace) }) {
             h.temperatureCelsius = t / 1000
         }
         for path in ["/sys/devices/platform/soc/soc:firmware/get_throttled", "/sys/devices/platform/soc/soc:firmware/raspberrypi-hwmon/get_throttled"] {
-            if let t = text(path)?.trimmingCharacters(in: .whitespacesAndNewlines),
+            if let t = text(path)?.trimmedWhitespace,
                let bits = Int(t.hasPrefix("0x") ? String(t.dropFirst(2)) : t, radix: 16) {
                 h.throttledBits = bits
                 h.throttled = BoardHealth.describeThrottled(bits)
@@ -50,9 +55,9 @@ public struct BoardHealth: Codable, Sendable {
     /// One line for the log: temperature, throttling, load, free memory.
     public var summary: String {
         var parts: [String] = []
-        if let t = temperatureCelsius { parts.append(String(format: "%.1f °C", t)) }
+        if let t = temperatureCelsius { parts.append(Format.fixed(t, 1) + " °C") }
         if let th = throttled, !th.isEmpty { parts.append("firmware: " + th.joined(separator: ", ")) }
-        if let l = load1 { parts.append(String(format: "load %.2f", l)) }
+        if let l = load1 { parts.append("load " + Format.fixed(l, 2)) }
         if let m = memoryAvailableBytes { parts.append("\(m >> 20) MiB available") }
         return parts.joined(separator: ", ")
     }
@@ -64,5 +69,13 @@ public struct BoardHealth: Codable, Sendable {
     static func kilobytes(_ text: String, _ key: String) -> Int? {
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(key) }) else { return nil }
         return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }.map { $0 * 1024 }
+    }
+}
+
+extension String {
+    /// Without leading and trailing spaces, tabs and line breaks (sysfs values end in a newline).
+    var trimmedWhitespace: String {
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }
+        return String(drop(while: blank).reversed().drop(while: blank).reversed())
     }
 }

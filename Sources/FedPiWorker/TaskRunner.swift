@@ -2,7 +2,11 @@ import Dispatch
 import FedPiEngine
 import FedPiFederation
 import FedPiWire
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import Synchronization
 
@@ -99,7 +103,7 @@ public final class TaskRunner: Sendable {
     /// Starts (or re-confirms) the task for `round`; `global` is the aggregator's model file with the
     /// training config in its metadata. A bad file throws and changes nothing.
     public func start(round: Int, global: [UInt8]) throws -> Start {
-        let (start, header) = try ModelFile.decode(global, expecting: layout, model: job.model)
+        let header = try ModelFile.decode(global, expecting: layout, model: job.model).header  // validates every value
         guard header.kind == .weights else { throw WireError("expected model weights, got a \(header.kind.rawValue)") }
         guard header.round == round else { throw WireError("the model file is for round \(header.round), the request for round \(round)") }
         let config = try TrainingConfig(metadata: header.metadata)
@@ -123,18 +127,18 @@ public final class TaskRunner: Sendable {
             "board": "\(BoardHealth.read().summary)",
             "samples": "\(job.indices.count)", "epochs": "\(config.epochs)", "lr": "\(config.learningRate)", "encoding": "\(config.encoding)"])
         onChange(snapshot)
-        queue.async { self.train(round: round, start: start, config: config, digest: digest, generation: generation) }
+        queue.async { self.train(round: round, global: global, config: config, digest: digest, generation: generation) }
         return .started
     }
 
     private func isCurrent(_ generation: Int) -> Bool { state.withLock { $0.generation == generation && $0.phase == .training } }
 
-    private func train(round: Int, start weights: [Float], config: TrainingConfig, digest: String, generation: Int) {
+    private func train(round: Int, global: [UInt8], config: TrainingConfig, digest: String, generation: Int) {
         guard isCurrent(generation) else { return }
         let clock = ContinuousClock(), start = clock.now
         var lastReport = start
         do {
-            var bytes = try job.run(round: round, start: weights, config: config) { p in
+            var bytes = try job.run(round: round, global: global, config: config) { p in
                 guard self.isCurrent(generation) else { throw CancellationError() }
                 self.state.withLock {
                     $0.lastProgress = .now
@@ -186,7 +190,7 @@ public final class TaskRunner: Sendable {
         let file = try SafetensorsFile.decode(bytes)
         var metadata = file.metadata
         metadata["global"] = digest
-        metadata["train_seconds"] = String(format: "%.3f", seconds)
+        metadata["train_seconds"] = Format.fixed(seconds, 3)
         var tensors = file.tensors.map { (name: $0.name, dtype: $0.dtype, shape: $0.shape, data: Array(file.bytes(of: $0))) }
         switch fault {
         case .shape?: tensors[0].shape = [tensors[0].shape.reduce(1, *)]

@@ -3,7 +3,11 @@ import FedPiEngine
 import FedPiFederation
 import FedPiRuntime
 import FedPiWire
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Hummingbird
 import Logging
 import NIOCore
@@ -26,7 +30,8 @@ public final class WorkerService: Sendable {
     /// Largest request body accepted (a model file).
     let maxBodyBytes: Int
 
-    /// Loads the data shard (only this node's samples stay in memory) and the finished-update store.
+    /// Loads the data shard (this node's samples, kept in a file in the state directory) and the
+    /// finished-update store.
     public init(settings: WorkerSettings, model: String = "mnist-cnn", fault: TaskRunner.Fault? = nil,
                 maxBodyBytes: Int = WireLimits().maxFileBytes, logger: Logger) throws {
         self.settings = settings
@@ -34,10 +39,13 @@ public final class WorkerService: Sendable {
         self.model = model
         self.logger = logger
         let directory = MNISTDirectory(settings.data)
-        let shard = try directory.load(.train) { try settings.shard(labels: $0) }
-        guard shard.count > 0 else { throw ConfigError("no training samples left after classes/partition/limit") }
+        let selected = try directory.load(.train) { try settings.shard(labels: $0) }
+        guard selected.count > 0 else { throw ConfigError("no training samples left after classes/partition/limit") }
+        // the pixels go to the state directory and are read per batch; only the labels stay in memory
+        try FileManager.default.createDirectory(atPath: settings.stateDir, withIntermediateDirectories: true)
+        let shard = try ImageFile(storing: selected, at: settings.stateDir + "/train-shard.u8")
         trainSamples = shard.count
-        classes = shard.classCounts().map(\.label)
+        classes = selected.classCounts().map(\.label)
         runner = try TaskRunner(
             job: LocalTraining(node: settings.name, model: model, data: shard, indices: Array(0..<shard.count), lanes: settings.lanes),
             stateDir: settings.stateDir, logger: logger, fault: fault)

@@ -2,7 +2,11 @@ import ArgumentParser
 import FedPiEngine
 import FedPiRuntime
 import FedPiWorker
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 
 @main
