@@ -64,25 +64,35 @@ public enum Codecs {
         }
     }
 
-    /// Symmetric 8-bit quantisation with one scale per tensor: q = round_stochastic(v / scale),
-    /// scale = max|v| / 127, so E[q·scale] = v (unbiased, which averaging across workers needs).
-    public static func i8Bytes(_ values: UnsafeBufferPointer<Float>, using g: inout SeededGenerator) -> (bytes: [UInt8], scale: Float) {
-        var maxAbs: Float = 0
-        for v in values { maxAbs = max(maxAbs, abs(v)) }
-        guard maxAbs > 0, maxAbs.isFinite else { return ([UInt8](repeating: 0, count: values.count), 0) }
-        let scale = maxAbs / 127, inverse = 127 / maxAbs
-        var out = [UInt8](repeating: 0, count: values.count)
-        for (i, v) in values.enumerated() {
-            let q = (v * inverse + g.nextUnitFloat()).rounded(.down)
-            out[i] = UInt8(bitPattern: Int8(max(-127, min(127, q))))
+    /// Symmetric 8-bit quantisation with one scale per row (`rows` equal runs of `values`, a tensor's
+    /// first dimension): q = round_stochastic(v / scale), scale = max|row| / 127, so E[q·scale] = v
+    /// (unbiased, which averaging across workers needs). A scale per row rather than per tensor keeps
+    /// one large row (one busy unit of fc1) from coarsening the steps of all the others.
+    public static func i8Bytes(_ values: UnsafeBufferPointer<Float>, rows: Int = 1, using g: inout SeededGenerator) -> (bytes: [UInt8], scales: [Float]) {
+        let rows = max(1, rows), width = values.count / rows
+        precondition(width * rows == values.count, "i8 rows must divide the tensor")
+        var out = [UInt8](repeating: 0, count: values.count), scales = [Float](repeating: 0, count: rows)
+        for r in 0..<rows {
+            let row = UnsafeBufferPointer(rebasing: values[(r * width)..<((r + 1) * width)])
+            var maxAbs: Float = 0
+            for v in row { maxAbs = max(maxAbs, abs(v)) }
+            guard maxAbs > 0, maxAbs.isFinite else { continue }
+            scales[r] = maxAbs / 127
+            let inverse = 127 / maxAbs
+            for (i, v) in row.enumerated() {
+                let q = (v * inverse + g.nextUnitFloat()).rounded(.down)
+                out[r * width + i] = UInt8(bitPattern: Int8(max(-127, min(127, q))))
+            }
         }
-        return (out, scale)
+        return (out, scales)
     }
 
-    public static func floats(fromI8 bytes: ArraySlice<UInt8>, scale: Float, into out: UnsafeMutablePointer<Float>) {
+    /// Dequantises `bytes` with one scale per row (`scales.count` equal runs; one scale: the whole tensor).
+    public static func floats(fromI8 bytes: ArraySlice<UInt8>, scales: [Float], into out: UnsafeMutablePointer<Float>) {
+        let width = bytes.count / max(1, scales.count)
         var i = 0
         for b in bytes {
-            out[i] = Float(Int8(bitPattern: b)) * scale
+            out[i] = Float(Int8(bitPattern: b)) * scales[i / max(1, width)]
             i += 1
         }
     }

@@ -1,7 +1,7 @@
 import FedPiEngine
 
 /// How parameter values travel: f32 (exact), f16 (the wire default, half the bytes), i8 (a quarter,
-/// one scale per tensor, stochastic rounding).
+/// one scale per row, stochastic rounding).
 public enum Encoding: String, Sendable, CaseIterable {
     case f32, f16, i8
 
@@ -31,7 +31,9 @@ public struct ModelFileHeader: Sendable, Equatable {
 
 /// Model weights and updates as safetensors files with FedPi metadata: `format`, `model`, `layout`
 /// (a hash of names and shapes), `round`, `examples`, `encoding`, `kind`, `checksum` (CRC-32 of the
-/// data) and `scale.<tensor>` for i8 tensors. Tensor names and shapes are PyTorch's.
+/// data) and `scale.<tensor>` for i8 tensors: one scale per row of the tensor's first dimension,
+/// comma-separated (one number: a single scale for the whole tensor, as FedPi wrote before).
+/// Tensor names and shapes are PyTorch's.
 public enum ModelFile {
     public static let format = "fedpi/1"
 
@@ -63,9 +65,9 @@ public enum ModelFile {
             case .f32: data = Codecs.f32Bytes(slice)
             case .f16: data = Codecs.f16Bytes(slice)
             case .i8:
-                let (bytes, scale) = Codecs.i8Bytes(slice, using: &g)
+                let (bytes, scales) = Codecs.i8Bytes(slice, rows: e.shape.count >= 2 ? e.shape[0] : 1, using: &g)
                 data = bytes
-                metadata["scale." + e.name] = scale.description
+                metadata["scale." + e.name] = scales.map(\.description).joined(separator: ",")
             }
             tensors.append((e.name, encoding.dtype, e.shape, data))
         }
@@ -154,10 +156,22 @@ public enum ModelFile {
             var i = 0
             for b in bytes { out[i] = Float(b); i += 1 }
         case .i8:
-            guard let s = file.metadata["scale." + t.name], let scale = Float(s), scale.isFinite, scale >= 0 else {
-                throw WireError("i8 tensor \(t.name) has no valid scale.\(t.name) in the metadata")
+            guard let s = file.metadata["scale." + t.name] else {
+                throw WireError("i8 tensor \(t.name) has no scale.\(t.name) in the metadata")
             }
-            Codecs.floats(fromI8: bytes, scale: scale, into: out)
+            let rows = t.shape.count >= 2 ? t.shape[0] : 1
+            let parts = s.split(separator: ",", omittingEmptySubsequences: false)
+            guard parts.count == 1 || parts.count == rows else {
+                throw WireError("i8 tensor \(t.name) has \(parts.count) scales in scale.\(t.name); expected 1 or \(rows) (one per row)")
+            }
+            var scales: [Float] = []
+            for p in parts {
+                guard let scale = Float(p), scale.isFinite, scale >= 0 else {
+                    throw WireError("i8 tensor \(t.name) has an invalid scale '\(p)' in scale.\(t.name)")
+                }
+                scales.append(scale)
+            }
+            Codecs.floats(fromI8: bytes, scales: scales, into: out)
         }
     }
 }

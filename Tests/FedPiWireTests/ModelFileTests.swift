@@ -125,6 +125,55 @@ final class ModelFileTests: XCTestCase {
         var meta = f.metadata.filter { !$0.key.hasPrefix("scale.") }
         meta["checksum"] = nil
         let rebuilt = SafetensorsFile.encode(f.tensors.map { ($0.name, $0.dtype, $0.shape, Array(f.bytes(of: $0))) }, metadata: meta)
-        assertRejects(rebuilt, "has no valid scale")
+        assertRejects(rebuilt, "has no scale.")
+    }
+
+    /// i8 files written with `scale.<name>` replaced by `text`.
+    func i8File(scale name: String, _ text: String) -> [UInt8] {
+        let f = try! SafetensorsFile.decode(encode(.i8))
+        var meta = f.metadata
+        meta["scale." + name] = text
+        meta["checksum"] = nil
+        return SafetensorsFile.encode(f.tensors.map { ($0.name, $0.dtype, $0.shape, Array(f.bytes(of: $0))) }, metadata: meta)
+    }
+
+    /// One scale per row of the first dimension; a row of large values no longer coarsens the others.
+    func testI8HasAScalePerRowAndSmallRowsKeepTheirPrecision() throws {
+        let file = try SafetensorsFile.decode(encode(.i8))
+        for e in layout {
+            let scales = file.metadata["scale." + e.name]!.split(separator: ",")
+            XCTAssertEqual(scales.count, e.shape.count >= 2 ? e.shape[0] : 1, e.name)
+        }
+        // fc1.weight with row 0 a hundred times larger than the rest
+        var v = values
+        let fc1 = layout.first { $0.name == "fc1.weight" }!
+        let width = fc1.count / fc1.shape[0]
+        for i in fc1.offset..<(fc1.offset + width) { v[i] *= 100 }
+        let (q, _) = try ModelFile.decode(encode(.i8, v), expecting: layout, model: "mnist-cnn")
+        let tensorStep = v[fc1.offset..<(fc1.offset + fc1.count)].map(abs).max()! / 127
+        let rest = (fc1.offset + width)..<(fc1.offset + fc1.count)
+        let worst = rest.map { abs(v[$0] - q[$0]) }.max()!
+        XCTAssertLessThan(worst, tensorStep / 20, "rows after the large one keep their own, finer step")
+        for r in 1..<fc1.shape[0] {
+            let row = (fc1.offset + r * width)..<(fc1.offset + (r + 1) * width)
+            let step = row.map { abs(v[$0]) }.max()! / 127
+            for i in row { XCTAssertLessThanOrEqual(abs(v[i] - q[i]), step * 1.0001) }
+        }
+    }
+
+    /// Files from before per-row scales (one scale per tensor) still decode; wrong counts and bad
+    /// numbers are refused with the tensor's name.
+    func testI8ScaleListsAreValidated() throws {
+        let name = "conv1.weight"  // 32 rows
+        let single = i8File(scale: name, "0.001")
+        let (values, _) = try ModelFile.decode(single, expecting: layout, model: "mnist-cnn")
+        let file = try SafetensorsFile.decode(single)
+        let t = file.tensor(name)!, e = layout.first { $0.name == name }!
+        for (i, b) in file.bytes(of: t).enumerated() { XCTAssertEqual(values[e.offset + i], Float(Int8(bitPattern: b)) * 0.001) }
+        assertRejects(i8File(scale: name, "0.1,0.2,0.3"), "conv1.weight has 3 scales in scale.conv1.weight; expected 1 or 32")
+        assertRejects(i8File(scale: name, Array(repeating: "0.1", count: 31).joined(separator: ",") + ",nan"), "invalid scale 'nan'")
+        assertRejects(i8File(scale: name, "-1"), "invalid scale '-1'")
+        assertRejects(i8File(scale: name, ""), "invalid scale ''")
+        assertRejects(i8File(scale: name, "0.1,"), "has 2 scales")
     }
 }
