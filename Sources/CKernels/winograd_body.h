@@ -4,6 +4,27 @@
  * through the same code with the value in lane 0. Arrays of tile data are [ξ][tile][channel], ξ = the
  * 36 positions of a 6×6 tile, with `stride` floats between positions. */
 
+#ifndef WG_FOR_EACH_OUTPUT_TILE
+/* 4×4 output tiles per sample */
+#define WG_TILES(s) ((((s)->oh + 3) / 4) * (((s)->ow + 3) / 4))
+/* Runs the block for every 4×4 output tile of samples n0..<n1 in tile order, with `tile` (its index in
+ * the chunk), `n`, `oy`, `ox` (its sample and top-left output pixel), `pixel` (that pixel's float offset
+ * in (n, oh, ow, outputs)) and `rows`, `cols` (how many of its 4×4 pixels exist: oh and ow need not be
+ * multiples of 4). */
+#define WG_FOR_EACH_OUTPUT_TILE(s, n0, n1, ...) do { \
+    long tile = 0; \
+    for (long n = (n0); n < (n1); n++) \
+        for (long oy = 0; oy < (s)->oh; oy += 4) \
+            for (long ox = 0; ox < (s)->ow; ox += 4, tile++) { \
+                long rows = (s)->oh - oy < 4 ? (s)->oh - oy : 4; \
+                long cols = (s)->ow - ox < 4 ? (s)->ow - ox : 4; \
+                long pixel = ((n * (s)->oh + oy) * (s)->ow + ox) * (s)->outputs; \
+                (void)rows; (void)cols; (void)pixel; \
+                __VA_ARGS__ \
+            } \
+    } while (0)
+#endif
+
 static inline __attribute__((always_inline)) v8 KS(load)(const float *p, int full) {
     if (full) return *(const v8u *)p;
     float s = *p;
@@ -46,27 +67,22 @@ static inline __attribute__((always_inline)) void KS(input_tile)(const float *co
 }
 
 static void KS(winograd_input)(const float *x, long n0, long n1, const fedpi_winograd_shape *s, const float *zeros, float *v) {
-    long c = s->inputs, th = (s->oh + 3) / 4, tw = (s->ow + 3) / 4;
-    long stride = (n1 - n0) * th * tw * c, cv = c - c % 8, tile = 0;
+    long c = s->inputs, stride = (n1 - n0) * WG_TILES(s) * c, cv = c - c % 8;
     const float *src[36];
-    for (long n = n0; n < n1; n++) {
+    WG_FOR_EACH_OUTPUT_TILE(s, n0, n1, {
         const float *image = x + n * s->h * s->w * c;
-        for (long ti = 0; ti < th; ti++) {
-            for (long tj = 0; tj < tw; tj++, tile++) {
-                long y0 = 4 * ti - s->pad, x0 = 4 * tj - s->pad;
-                for (long i = 0; i < 6; i++) {
-                    for (long j = 0; j < 6; j++) {
-                        long yy = y0 + i, xx = x0 + j;
-                        src[i * 6 + j] = yy >= 0 && yy < s->h && xx >= 0 && xx < s->w ? image + (yy * s->w + xx) * c : zeros;
-                    }
-                }
-                float *out = v + tile * c;
-                long ch = 0;
-                for (; ch < cv; ch += 8) KS(input_tile)(src, ch, out + ch, stride, 1);
-                for (; ch < c; ch++) KS(input_tile)(src, ch, out + ch, stride, 0);
+        long y0 = oy - s->pad, x0 = ox - s->pad;
+        for (long i = 0; i < 6; i++) {
+            for (long j = 0; j < 6; j++) {
+                long yy = y0 + i, xx = x0 + j;
+                src[i * 6 + j] = yy >= 0 && yy < s->h && xx >= 0 && xx < s->w ? image + (yy * s->w + xx) * c : zeros;
             }
         }
-    }
+        float *out = v + tile * c;
+        long ch = 0;
+        for (; ch < cv; ch += 8) KS(input_tile)(src, ch, out + ch, stride, 1);
+        for (; ch < c; ch++) KS(input_tile)(src, ch, out + ch, stride, 0);
+    });
 }
 
 /* y (4×4 pixels from `y`, `rowStride`/`colStride` floats apart; only the first rows×cols exist) = Aᵀ m A + bias */
@@ -88,23 +104,15 @@ static inline __attribute__((always_inline)) void KS(output_tile)(const float *m
 }
 
 static void KS(winograd_output)(const float *m, long n0, long n1, const fedpi_winograd_shape *s, const float *bias, float *y) {
-    long oc = s->outputs, th = (s->oh + 3) / 4, tw = (s->ow + 3) / 4;
-    long stride = (n1 - n0) * th * tw * oc, cv = oc - oc % 8, tile = 0;
-    for (long n = n0; n < n1; n++) {
-        for (long ti = 0; ti < th; ti++) {
-            for (long tj = 0; tj < tw; tj++, tile++) {
-                long oy = 4 * ti, ox = 4 * tj;
-                long rows = s->oh - oy < 4 ? s->oh - oy : 4, cols = s->ow - ox < 4 ? s->ow - ox : 4;
-                float *out = y + ((n * s->oh + oy) * s->ow + ox) * oc;
-                const float *src = m + tile * oc;
-                long o = 0;
-                for (; o < cv; o += 8)
-                    KS(output_tile)(src + o, stride, bias ? bias + o : 0, out + o, s->ow * oc, oc, rows, cols, 1);
-                for (; o < oc; o++)
-                    KS(output_tile)(src + o, stride, bias ? bias + o : 0, out + o, s->ow * oc, oc, rows, cols, 0);
-            }
-        }
-    }
+    long oc = s->outputs, stride = (n1 - n0) * WG_TILES(s) * oc, cv = oc - oc % 8;
+    WG_FOR_EACH_OUTPUT_TILE(s, n0, n1, {
+        const float *src = m + tile * oc;
+        long o = 0;
+        for (; o < cv; o += 8)
+            KS(output_tile)(src + o, stride, bias ? bias + o : 0, y + pixel + o, s->ow * oc, oc, rows, cols, 1);
+        for (; o < oc; o++)
+            KS(output_tile)(src + o, stride, bias ? bias + o : 0, y + pixel + o, s->ow * oc, oc, rows, cols, 0);
+    });
 }
 
 /* dm (6×6 positions) = A e Aᵀ for the 4×4 output-gradient tile e at `dy` (zeros past rows×cols) */
@@ -124,19 +132,11 @@ static inline __attribute__((always_inline)) void KS(output_gradient_tile)(const
 }
 
 static void KS(winograd_output_gradient)(const float *dy, long n0, long n1, const fedpi_winograd_shape *s, float *dm) {
-    long oc = s->outputs, th = (s->oh + 3) / 4, tw = (s->ow + 3) / 4;
-    long stride = (n1 - n0) * th * tw * oc, cv = oc - oc % 8, tile = 0;
-    for (long n = n0; n < n1; n++) {
-        for (long ti = 0; ti < th; ti++) {
-            for (long tj = 0; tj < tw; tj++, tile++) {
-                long oy = 4 * ti, ox = 4 * tj;
-                long rows = s->oh - oy < 4 ? s->oh - oy : 4, cols = s->ow - ox < 4 ? s->ow - ox : 4;
-                const float *src = dy + ((n * s->oh + oy) * s->ow + ox) * oc;
-                float *out = dm + tile * oc;
-                long o = 0;
-                for (; o < cv; o += 8) KS(output_gradient_tile)(src + o, s->ow * oc, oc, rows, cols, out + o, stride, 1);
-                for (; o < oc; o++) KS(output_gradient_tile)(src + o, s->ow * oc, oc, rows, cols, out + o, stride, 0);
-            }
-        }
-    }
+    long oc = s->outputs, stride = (n1 - n0) * WG_TILES(s) * oc, cv = oc - oc % 8;
+    WG_FOR_EACH_OUTPUT_TILE(s, n0, n1, {
+        float *out = dm + tile * oc;
+        long o = 0;
+        for (; o < cv; o += 8) KS(output_gradient_tile)(dy + pixel + o, s->ow * oc, oc, rows, cols, out + o, stride, 1);
+        for (; o < oc; o++) KS(output_gradient_tile)(dy + pixel + o, s->ow * oc, oc, rows, cols, out + o, stride, 0);
+    });
 }
