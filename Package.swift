@@ -34,8 +34,9 @@ let package = Package(
             name: "CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CHalf", cSettings: [.unsafeFlags(["-O2"])]),
-        // The engine's hot kernels (unpacked GEMM for the Winograd products, max pooling): AVX2+FMA
-        // behind a runtime CPU check on x86-64, portable (NEON on arm64) otherwise.
+        // The engine's hot kernels (Winograd tile transforms, the unpacked GEMM for the Winograd
+        // products, max pooling): AVX2+FMA behind a runtime CPU check on x86-64, portable (NEON on
+        // arm64) otherwise.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"])]),
         .systemLibrary(
             name: "CSystemd", pkgConfig: "libsystemd",

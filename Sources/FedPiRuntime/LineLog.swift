@@ -55,7 +55,7 @@ public struct LineLogHandler: LogHandler {
         for (k, v) in all.sorted(by: { $0.key < $1.key }) { line += " \(k)=\(v)" }
         line += "\n"
         // one write(2) per line, so lines from different threads never interleave
-        line.withCString { _ = write(2, $0, strlen($0)) }
+        line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
     }
 
     /// Routes swift-log to this handler once per process; `level` from `--log-level` or LOG_LEVEL.

@@ -6,7 +6,7 @@ public enum Memory {
     /// fragment and kept growing a worker's peak round after round (57 → 81 MiB over 20 rounds).
     /// With the threshold fixed, every buffer of 256 KiB or more is its own mapping and goes back to
     /// the system when freed.
-    public static func limitArenas() {
+    public static func configureAllocator() {
         #if os(Linux) && !canImport(Musl)
         _ = glibcMallopt(-8, 2)  // M_ARENA_MAX
         _ = glibcMallopt(-3, 256 << 10)  // M_MMAP_THRESHOLD (setting it turns the dynamic adjustment off)

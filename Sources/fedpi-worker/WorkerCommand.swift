@@ -72,7 +72,7 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        Memory.limitArenas()
+        Memory.configureAllocator()
         LineLogHandler.bootstrap()
         var s = WorkerSettings()
         do {
