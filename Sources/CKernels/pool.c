@@ -71,3 +71,14 @@ void fedpi_maxpool_backward(const float *dy, const uint8_t *argmax, long n, long
         }
     }
 }
+
+/* ReLU backward in place: dy[i] = y[i] > 0 ? dy[i] : 0, eight at a time with a bit mask (the Swift loop
+ * over two pointers that might alias was not vectorised: 6% of a training step). */
+void fedpi_relu_backward(const float *y, float *dy, long n) {
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8i keep = *(const v8 *)(y + i) > (v8){0};
+        *(v8 *)(dy + i) = (v8)((v8i)(*(const v8 *)(dy + i)) & keep);
+    }
+    for (; i < n; i++) dy[i] = y[i] > 0 ? dy[i] : 0.0f;
+}

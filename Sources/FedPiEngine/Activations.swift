@@ -1,3 +1,5 @@
+import CKernels
+
 /// Rectified linear unit, elementwise on any shape, computed in place: forward overwrites its input
 /// (which no layer before it needs again) and backward overwrites the incoming gradient. This halves
 /// the activation memory of the CNN, which is what keeps a worker within a Pi's budget.
@@ -22,8 +24,7 @@ public final class ReLU: Layer {
 
     public func backward(_ gradOutput: Tensor, inputGradient: Bool) -> Tensor? {
         guard inputGradient, let output else { return nil }
-        let y = output.data, dy = gradOutput.data
-        for i in 0..<gradOutput.count { dy[i] = y[i] > 0 ? dy[i] : 0 }
+        fedpi_relu_backward(output.data, gradOutput.data, gradOutput.count)
         return gradOutput
     }
 }

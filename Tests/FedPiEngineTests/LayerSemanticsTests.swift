@@ -135,6 +135,18 @@ final class LayerSemanticsTests: XCTestCase {
         }
     }
 
+    /// ReLU backward passes the gradient where the output is > 0 and zeroes it where it is 0 (as
+    /// PyTorch's threshold_backward does); 13 values cover the 8-wide path and the scalar tail.
+    func testReLUBackwardKeepsGradientOnlyWhereOutputIsPositive() {
+        let relu = ReLU()
+        let x: [Float] = [1, -2, 0, 3, -0.5, 4, 5, -6, 7, 0, -8, 9, 0.25]
+        let y = relu.forward(Tensor(shape: [1, 13], values: x), training: true).array
+        XCTAssertEqual(y, x.map { max($0, 0) })
+        let dy = (1...13).map { Float($0) * 10 }
+        let dx = relu.backward(Tensor(shape: [1, 13], values: dy), inputGradient: true)!.array
+        XCTAssertEqual(dx, zip(x, dy).map { $0 > 0 ? $1 : 0 })
+    }
+
     func testDropoutKeepsExpectationAndIsIdentityInEvaluation() {
         let d = Dropout("d", rate: 0.25, seed: 1)
         let x = [Float](repeating: 1, count: 100_000)

@@ -41,6 +41,9 @@ void fedpi_winograd_output_gradient(const float *dy, long n0, long n1, const fed
 /// gw (oc, c, 3, 3) += Gᵀ·dU·G, with dU laid out [ξ][out][in] (36 × oc × c).
 void fedpi_winograd_add_filter_gradient(const float *du, long c, long oc, float *gw);
 
+/// ReLU's backward pass in place: dy[i] = y[i] > 0 ? dy[i] : 0 (y is the forward output).
+void fedpi_relu_backward(const float *y, float *dy, long n);
+
 /// 1 when the AVX2+FMA kernels are in use on this CPU (always 0 off x86-64; arm64 runs the portable
 /// kernels, which the compiler maps to NEON).
 int fedpi_kernels_avx2(void);
