@@ -1,5 +1,4 @@
 #include "ckernels.h"
-#include <string.h>
 
 /* The hot kernels are written once, with clang's vector extensions, and compiled twice: portable
  * (SSE2 on x86-64, NEON on arm64) and, on x86-64, for AVX2+FMA behind a runtime CPU check. */
@@ -22,17 +21,20 @@ typedef float v8u __attribute__((vector_size(32), aligned(4)));
 #undef KS
 #pragma clang attribute pop
 
-static int use_avx2 = -1;  /* -1: not decided yet */
+/* -1: not decided yet. Training lanes call the kernels from several threads, so the flag is read and
+ * written atomically (every thread that decides decides the same). */
+static int use_avx2 = -1;
 
 int fedpi_kernels_avx2(void) {
-    if (use_avx2 < 0) use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return use_avx2;
+    int v = __atomic_load_n(&use_avx2, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        __atomic_store_n(&use_avx2, v, __ATOMIC_RELAXED);
+    }
+    return v;
 }
 
-void fedpi_kernels_prefer_portable(int portable) {
-    use_avx2 = -1;
-    if (portable) use_avx2 = 0;
-}
+void fedpi_kernels_prefer_portable(int portable) { __atomic_store_n(&use_avx2, portable ? 0 : -1, __ATOMIC_RELAXED); }
 #define DISPATCH(name, args) do { if (fedpi_kernels_avx2()) name##_avx2 args; else name##_portable args; } while (0)
 #else
 int fedpi_kernels_avx2(void) { return 0; }
