@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(name: "FedPiEngineTests", dependencies: ["FedPiEngine", "FedPiData", "FedPiTesting", "CKernels"]),
         .testTarget(name: "FedPiWireTests", dependencies: ["FedPiWire", "CHalf", "FedPiTesting"]),
         .testTarget(name: "FedPiFederationTests", dependencies: ["FedPiFederation", "FedPiData", "FedPiTesting"]),
-        .testTarget(name: "FedPiDataTests", dependencies: ["FedPiData", "FedPiTesting"]),
+        .testTarget(name: "FedPiDataTests", dependencies: ["FedPiData", "FedPiWire", "FedPiTesting"]),
         .testTarget(
             name: "FedPiWorkerTests",
             dependencies: ["FedPiWorker", "FedPiTesting", .product(name: "HummingbirdTesting", package: "hummingbird")]),

@@ -10,10 +10,11 @@ import Darwin
 #endif
 
 /// Images kept in a file instead of in memory: a worker writes its shard's pixels once to its state
-/// directory and reads each sample with `pread` as batches are filled. Only the labels stay in the
-/// process; the pixels live in the kernel's page cache, which the kernel can drop under memory
-/// pressure and read again, where a board's anonymous memory could only be swapped or killed.
-/// (24,000 Fashion-MNIST images: 18.8 MB out of the worker's resident memory.)
+/// directory (`count × height × width` bytes, row-major) and reads each sample with `pread` as
+/// batches are filled. Only the labels stay in the process; the pixels live in the kernel's page
+/// cache, which the kernel can drop under memory pressure and read again, where a board's anonymous
+/// memory could only be swapped or killed. (24,000 Fashion-MNIST images: 18.8 MB out of the worker's
+/// resident memory.)
 public final class ImageFile: BatchProvider, @unchecked Sendable {
     public let path: String
     public let height: Int
@@ -22,25 +23,21 @@ public final class ImageFile: BatchProvider, @unchecked Sendable {
     private let fd: Int32
     private let failure = Mutex<String?>(nil)
 
-    /// Writes the pixels of `images` to `path` (through a temporary file and a rename, so a crash never
-    /// leaves a short file behind) and keeps only the labels.
-    public init(storing images: LabeledImages, at path: String) throws {
-        let temporary = path + ".partial"
-        let out = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard out >= 0 else { throw DatasetError("cannot write the training shard to \(temporary): \(String(cString: strerror(errno)))") }
-        let written = images.pixels.withUnsafeBytes { ImageFile.writeAll(out, $0) }
-        close(out)
-        guard written, rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw DatasetError("cannot write the training shard to \(path): \(reason)")
-        }
+    /// Opens the pixels of `labels.count` images of `height × width` at `path`; a file of any other
+    /// size is refused here, not halfway through training.
+    public init(path: String, height: Int, width: Int, labels: [UInt8]) throws {
         fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw DatasetError("cannot open the training shard \(path): \(String(cString: strerror(errno)))") }
+        var st = stat()
+        let expected = labels.count * height * width
+        guard fstat(fd, &st) == 0, Int(st.st_size) == expected else {
+            close(fd)
+            throw DatasetError("the training shard \(path) is \(st.st_size) bytes; \(labels.count) images of \(height)x\(width) are \(expected)")
+        }
         self.path = path
-        height = images.height
-        width = images.width
-        labels = images.labels
+        self.height = height
+        self.width = width
+        self.labels = labels
     }
 
     deinit { close(fd) }
@@ -76,17 +73,6 @@ public final class ImageFile: BatchProvider, @unchecked Sendable {
             if n < 0 && errno == EINTR { continue }
             let reason = n == 0 ? "the file is shorter than its \(labels.count) samples" : String(cString: strerror(errno))
             failure.withLock { $0 = $0 ?? "reading the training shard \(path) failed: \(reason)" }
-            return false
-        }
-        return true
-    }
-
-    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
-        var done = 0
-        while done < bytes.count {
-            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n > 0 { done += n; continue }
-            if n < 0 && errno == EINTR { continue }
             return false
         }
         return true

@@ -301,7 +301,7 @@ public enum TOML {
                plain.last?.isNumber == true, plain.first.map({ $0.isNumber || $0 == "+" || $0 == "-" }) == true {
                 return .float(d)
             }
-            if Int(plain) == nil, plain.allSatisfy({ $0.isNumber || $0 == "+" || $0 == "-" }), !plain.isEmpty {
+            if plain.allSatisfy({ $0.isNumber || $0 == "+" || $0 == "-" }), !plain.isEmpty {
                 throw fail("'\(word)' is out of the integer range")
             }
             throw fail("expected a value (a \"string\", number, true/false or [array]), found '\(word)'")

@@ -43,7 +43,9 @@ public final class WorkerService: Sendable {
         guard selected.count > 0 else { throw ConfigError("no training samples left after classes/partition/limit") }
         // the pixels go to the state directory and are read per batch; only the labels stay in memory
         try FileManager.default.createDirectory(atPath: settings.stateDir, withIntermediateDirectories: true)
-        let shard = try ImageFile(storing: selected, at: settings.stateDir + "/train-shard.u8")
+        let shardPath = settings.stateDir + "/train-shard.u8"
+        try FileIO.writeAtomically(selected.pixels, to: shardPath)
+        let shard = try ImageFile(path: shardPath, height: selected.height, width: selected.width, labels: selected.labels)
         trainSamples = shard.count
         classes = selected.classCounts().map(\.label)
         runner = try TaskRunner(

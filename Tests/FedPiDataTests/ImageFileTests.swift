@@ -1,5 +1,6 @@
 import FedPiData
 import FedPiEngine
+import FedPiWire
 import FedPiTesting
 import Foundation
 import XCTest
@@ -10,11 +11,9 @@ final class ImageFileTests: XCTestCase {
     func testBatchesEqualTheInMemoryImages() throws {
         let (pixels, labels) = IDXFixtures.syntheticImages(count: 300)
         let memory = try LabeledImages(height: 28, width: 28, pixels: pixels, labels: labels)
-        let path = IDXFixtures.temporaryDirectory("fedpi-imagefile") + "/shard.u8"
-        let file = try ImageFile(storing: memory, at: path)
+        let file = try store(memory)
         XCTAssertEqual(file.count, 300)
-        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int, 300 * 784)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: path + ".partial"))
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int, 300 * 784)
         let norm = ModelZoo.mnistNormalization
         let a = Tensor(shape: [0]), b = Tensor(shape: [0])
         var la: [Int32] = [], lb: [Int32] = []
@@ -38,8 +37,8 @@ final class ImageFileTests: XCTestCase {
     /// with it as the reason, instead of training on garbage.
     func testAShortFileFailsTrainingWithTheReason() throws {
         let (pixels, labels) = IDXFixtures.syntheticImages(count: 64)
-        let path = IDXFixtures.temporaryDirectory("fedpi-imagefile") + "/shard.u8"
-        let file = try ImageFile(storing: try LabeledImages(height: 28, width: 28, pixels: pixels, labels: labels), at: path)
+        let file = try store(try LabeledImages(height: 28, width: 28, pixels: pixels, labels: labels))
+        let path = file.path
         XCTAssertEqual(truncate(path, 10 * 784), 0)
         let model = try ModelZoo.make("mnist-mlp", seed: 1)
         XCTAssertThrowsError(try Trainer(model: model, options: TrainingOptions(epochs: 1, batchSize: 16)).train(on: file)) {
@@ -49,11 +48,22 @@ final class ImageFileTests: XCTestCase {
         XCTAssertNotNil(file.readFailure)
     }
 
-    func testAnUnwritableLocationIsAClearError() throws {
-        let (pixels, labels) = IDXFixtures.syntheticImages(count: 2)
-        let images = try LabeledImages(height: 28, width: 28, pixels: pixels, labels: labels)
-        XCTAssertThrowsError(try ImageFile(storing: images, at: "/nonexistent-dir/shard.u8")) {
-            XCTAssertTrue("\($0)".contains("cannot write the training shard to /nonexistent-dir/shard.u8.partial"), "\($0)")
+    /// A missing file, or one whose size does not fit the labels, is refused when it is opened.
+    func testAMissingOrMisfittingFileIsRefusedAtOpen() throws {
+        XCTAssertThrowsError(try ImageFile(path: "/nonexistent-dir/shard.u8", height: 28, width: 28, labels: [1, 2])) {
+            XCTAssertTrue("\($0)".contains("cannot open the training shard /nonexistent-dir/shard.u8"), "\($0)")
         }
+        let path = IDXFixtures.temporaryDirectory("fedpi-imagefile") + "/shard.u8"
+        try FileIO.writeAtomically([UInt8](repeating: 7, count: 3 * 784 - 1), to: path)
+        XCTAssertThrowsError(try ImageFile(path: path, height: 28, width: 28, labels: [1, 2, 3])) {
+            XCTAssertTrue("\($0)".contains("is 2351 bytes; 3 images of 28x28 are 2352"), "\($0)")
+        }
+    }
+
+    /// Writes the images' pixels the way the worker does and opens them.
+    private func store(_ images: LabeledImages) throws -> ImageFile {
+        let path = IDXFixtures.temporaryDirectory("fedpi-imagefile") + "/shard.u8"
+        try FileIO.writeAtomically(images.pixels, to: path)
+        return try ImageFile(path: path, height: images.height, width: images.width, labels: images.labels)
     }
 }

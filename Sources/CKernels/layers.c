@@ -1,9 +1,11 @@
 #include "ckernels.h"
 #include <string.h>
 
-/* Max pooling over NHWC tensors. Each output pixel folds its window's positions in order, eight
- * channels at a time; strict ">" keeps the first maximum, as PyTorch does. Selects are bit masks
- * (SSE on x86, NEON on arm64); the last c % 8 channels take the scalar loop. */
+/* The layer kernels that are not products: max pooling and ReLU backward. Portable C; the selects
+ * are bit masks (SSE on x86, NEON on arm64), eight floats at a time, with a scalar loop for the rest.
+ *
+ * Max pooling over NHWC tensors: each output pixel folds its window's positions in order, eight
+ * channels at a time; strict ">" keeps the first maximum, as PyTorch does. */
 
 typedef float v8 __attribute__((vector_size(32), aligned(4)));
 typedef int v8i __attribute__((vector_size(32), aligned(4)));
