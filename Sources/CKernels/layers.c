@@ -84,3 +84,45 @@ void fedpi_relu_backward(const float *y, float *dy, long n) {
     }
     for (; i < n; i++) dy[i] = y[i] > 0 ? dy[i] : 0.0f;
 }
+
+/* Inverted dropout with the engine's xoshiro256** stream (SeededGenerator), so masks are the same as
+ * the Swift loop drew them: each 64-bit draw gives 64/bits fields, lowest first; an element is kept
+ * (and scaled) when its field is below `threshold`. Eight-bit fields go eight at a time through a
+ * byte-to-lane compare; sixteen-bit fields one at a time. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "dropout reads a draw's bytes in memory order");
+
+static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static inline uint64_t xoshiro_next(uint64_t *s) {
+    uint64_t result = rotl64(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl64(s[3], 45);
+    return result;
+}
+
+void fedpi_dropout(const float *x, float *y, long n, uint64_t state[4], int bits, uint64_t threshold, float scale) {
+    uint64_t s[4] = {state[0], state[1], state[2], state[3]};
+    long i = 0;
+    if (bits == 8) {
+        v8i limit = {0};
+        limit += (int)threshold;
+        v8 sv = {scale, scale, scale, scale, scale, scale, scale, scale};
+        for (; i + 8 <= n; i += 8) {
+            uint64_t draw = xoshiro_next(s);
+            b8 bytes;
+            memcpy(&bytes, &draw, 8);  /* little-endian: byte j is bits 8j..8j+7, the order the fields are used in */
+            v8i keep = __builtin_convertvector(bytes, v8i) < limit;
+            *(v8 *)(y + i) = (v8)((v8i)(*(const v8 *)(x + i) * sv) & keep);
+        }
+    }
+    uint64_t mask = bits >= 64 ? ~0ull : (1ull << bits) - 1;
+    while (i < n) {
+        uint64_t draw = xoshiro_next(s);
+        for (int f = 0; f < 64 / bits && i < n; f++, i++) {
+            y[i] = (draw & mask) < threshold ? x[i] * scale : 0.0f;
+            draw >>= bits;
+        }
+    }
+    memcpy(state, s, sizeof s);
+}

@@ -74,21 +74,13 @@ public final class Dropout: Layer {
     }
 
     /// Keeps an element when a uniform draw is below keep·2^bits: 8-bit draws (eight per 64-bit number)
-    /// when that is exact, as for rates 0.25 and 0.5, else 16-bit draws.
+    /// when that is exact, as for rates 0.25 and 0.5, else 16-bit draws (`fedpi_dropout`).
     private func applyMask(from x: UnsafeMutablePointer<Float>, to y: UnsafeMutablePointer<Float>, count: Int, using g: inout SeededGenerator) {
-        let keep = 1 - rate, scale = 1 / keep
+        let keep = 1 - rate
         let exact8 = (Double(keep) * 256).rounded() == Double(keep) * 256
-        let bits = exact8 ? 8 : 16, perDraw = 64 / bits, mask: UInt64 = (1 << UInt64(bits)) - 1
+        let bits = exact8 ? 8 : 16
         let threshold = UInt64((Double(keep) * Double(1 << bits)).rounded())
-        var i = 0
-        while i < count {
-            var draw = g.next()
-            for _ in 0..<min(perDraw, count - i) {
-                y[i] = (draw & mask) < threshold ? x[i] * scale : 0
-                draw >>= UInt64(bits)
-                i += 1
-            }
-        }
+        g.withState { fedpi_dropout(x, y, count, $0, Int32(bits), threshold, 1 / keep) }
     }
 }
 

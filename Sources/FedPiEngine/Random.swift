@@ -34,6 +34,15 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         return result
     }
 
+    /// Runs `body` on the four state words, in order, and keeps what it leaves there: for C kernels
+    /// (`fedpi_dropout`) that draw from the same stream.
+    mutating func withState<R>(_ body: (UnsafeMutablePointer<UInt64>) -> R) -> R {
+        var s = (s0, s1, s2, s3)
+        let result = withUnsafeMutablePointer(to: &s) { $0.withMemoryRebound(to: UInt64.self, capacity: 4, body) }
+        (s0, s1, s2, s3) = s
+        return result
+    }
+
     /// Uniform in [0, 1) with 24 bits of precision.
     @inline(__always)
     public mutating func nextUnitFloat() -> Float { Float(next() >> 40) * 0x1p-24 }

@@ -158,6 +158,32 @@ final class LayerSemanticsTests: XCTestCase {
         let e = d.forward(Tensor(shape: [1, 4], values: [1, 2, 3, 4]), training: false).array
         XCTAssertEqual(e, [1, 2, 3, 4])
     }
+
+    /// The C mask kernel draws the generator's stream field by field like a plain loop would: for an
+    /// 8-bit rate (0.25, vector path) and a 16-bit one (0.3), lengths that are not multiples of 8, and
+    /// over successive calls (the state it hands back continues the stream). Backward replays the mask.
+    func testDropoutMaskIsTheGeneratorStreamFieldByField() {
+        for (rate, bits) in [(Float(0.25), 8), (0.3, 16)] {
+            let d = Dropout("d", rate: rate, seed: 7)
+            var reference = SeededGenerator(seed: 7, stream: "dropout.d")
+            let keep = 1 - rate
+            let threshold = UInt64((Double(keep) * Double(1 << bits)).rounded())
+            for count in [1003, 8, 5, 64] {
+                let x = (0..<count).map { Float($0 % 17) - 8.5 }  // no zeros, so the mask shows in y
+                let y = d.forward(Tensor(shape: [1, count], values: x), training: true).array
+                var expected = [Float](), fieldsLeft = 0, draw: UInt64 = 0
+                for v in x {
+                    if fieldsLeft == 0 { draw = reference.next(); fieldsLeft = 64 / bits }
+                    expected.append((draw & ((1 << UInt64(bits)) - 1)) < threshold ? v * (1 / keep) : 0)
+                    draw >>= UInt64(bits)
+                    fieldsLeft -= 1
+                }
+                XCTAssertEqual(y, expected, "rate \(rate), \(count) elements")
+                let dx = d.backward(Tensor(shape: [1, count], values: [Float](repeating: 1, count: count)), inputGradient: true)!.array
+                XCTAssertEqual(dx, expected.map { $0 == 0 ? 0 : 1 / keep }, "backward mask, rate \(rate)")
+            }
+        }
+    }
 }
 
 final class WinogradTests: XCTestCase {

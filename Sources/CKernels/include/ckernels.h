@@ -44,6 +44,11 @@ void fedpi_winograd_add_filter_gradient(const float *du, long c, long oc, float 
 /// ReLU's backward pass in place: dy[i] = y[i] > 0 ? dy[i] : 0 (y is the forward output).
 void fedpi_relu_backward(const float *y, float *dy, long n);
 
+/// Inverted dropout, y[i] = x[i]·scale or 0 (x may be y), drawing from the xoshiro256** `state` exactly as
+/// the engine's SeededGenerator does and advancing it: `bits`-wide fields of each 64-bit draw, lowest
+/// first (bits 8 or 16), an element kept when its field is below `threshold`.
+void fedpi_dropout(const float *x, float *y, long n, uint64_t state[4], int bits, uint64_t threshold, float scale);
+
 /// 1 when the AVX2+FMA kernels are in use on this CPU (always 0 off x86-64; arm64 runs the portable
 /// kernels, which the compiler maps to NEON).
 int fedpi_kernels_avx2(void);
