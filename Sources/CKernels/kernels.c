@@ -1,4 +1,5 @@
 #include "ckernels.h"
+#include <string.h>
 
 /* The hot kernels are written once, with clang's vector extensions, and compiled twice: portable
  * (SSE2 on x86-64, NEON on arm64) and, on x86-64, for AVX2+FMA behind a runtime CPU check. */
@@ -11,6 +12,7 @@ typedef float v8u __attribute__((vector_size(32), aligned(4)));
 #define KS(x) x##_portable
 #include "gemm_body.h"
 #include "winograd_body.h"
+#include "conv1ch_body.h"
 #undef KS
 
 #if defined(__x86_64__)
@@ -18,6 +20,7 @@ typedef float v8u __attribute__((vector_size(32), aligned(4)));
 #define KS(x) x##_avx2
 #include "gemm_body.h"
 #include "winograd_body.h"
+#include "conv1ch_body.h"
 #undef KS
 #pragma clang attribute pop
 
@@ -62,6 +65,31 @@ void fedpi_winograd_output(const float *m, long n0, long n1, const fedpi_winogra
 
 void fedpi_winograd_output_gradient(const float *dy, long n0, long n1, const fedpi_winograd_shape *s, float *dm) {
     DISPATCH(winograd_output_gradient, (dy, n0, n1, s, dm));
+}
+
+void fedpi_conv1ch_forward(const float *x, long n, long h, long w, long ks, long oc, const float *wt, const float *bias, float *y) {
+    DISPATCH(conv1ch_forward, (x, n, h, w, ks, oc, wt, bias, y));
+}
+
+void fedpi_conv1ch_gradient(const float *x, const float *dy, long n, long h, long w, long ks, long oc, float *dwt, float *db) {
+    DISPATCH(conv1ch_gradient, (x, dy, n, h, w, ks, oc, dwt, db));
+}
+
+void fedpi_conv1ch_input_gradient(const float *dy, long n, long h, long w, long ks, long oc, const float *wt, float *dx) {
+    long oh = h - ks + 1, ow = w - ks + 1;
+    memset(dx, 0, (size_t)(n * h * w) * sizeof(float));
+    for (long b = 0; b < n; b++)
+        for (long oy = 0; oy < oh; oy++)
+            for (long ox = 0; ox < ow; ox++) {
+                const float *g = dy + ((b * oh + oy) * ow + ox) * oc;
+                for (long ky = 0; ky < ks; ky++)
+                    for (long kx = 0; kx < ks; kx++) {
+                        const float *wk = wt + (ky * ks + kx) * oc;
+                        float s = 0;
+                        for (long o = 0; o < oc; o++) s += g[o] * wk[o];
+                        dx[(b * h + oy + ky) * w + ox + kx] += s;
+                    }
+            }
 }
 
 /* G·g for one 3-vector: G = [¼ 0 0; −⅙ −⅙ −⅙; −⅙ ⅙ −⅙; 1⁄24 1⁄12 ⅙; 1⁄24 −1⁄12 ⅙; 0 0 1] */

@@ -42,11 +42,12 @@ enum Winograd {
     }
 
     /// The filter gradient of `convolve`: dU[ξ][out][in] = Σ_tiles (A dY Aᵀ)_ξ[tile][out] · V_ξ[tile][in],
-    /// then `addFilterGradient` folds dU back to 3×3 kernels. (Forward is y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A,
+    /// then `addFilterGradient` folds dU back to 3×3 kernels. With `accumulate`, adds to `gradU` (the
+    /// micro-batches of one batch sum there and are folded once). (Forward is y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A,
     /// so dL/dg = Gᵀ[(Bᵀ d B) ⊙ (A dy Aᵀ)]G.) `gradU` holds 36 × outputs × inputs floats; out-major,
     /// because the kernel's 6-row tiles fit 64 output rows better than 32 input rows.
     static func filterGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, batch n: Int, _ s: Shape,
-                               into gradU: UnsafeMutablePointer<Float>, scratch: Tensor) {
+                               into gradU: UnsafeMutablePointer<Float>, accumulate: Bool, scratch: Tensor) {
         var shape = s.c
         forEachChunk(batch: n, s, scratch: scratch) { n0, n1, t, v, dm, zeros in
             fedpi_winograd_input(x, n0, n1, &shape, zeros, v)
@@ -54,7 +55,7 @@ enum Winograd {
             for xi in 0..<positions {
                 GEMM.unpacked(transA: true, m: s.outputs, n: s.inputs, k: t,
                               a: dm + xi * t * s.outputs, lda: s.outputs, b: v + xi * t * s.inputs, ldb: s.inputs,
-                              beta: n0 == 0 ? 0 : 1, c: gradU + xi * s.inputs * s.outputs, ldc: s.inputs)
+                              beta: n0 == 0 && !accumulate ? 0 : 1, c: gradU + xi * s.inputs * s.outputs, ldc: s.inputs)
             }
         }
     }

@@ -1,14 +1,19 @@
-/// 2-D convolution, stride 1, by im2col + GEMM. Input is (N, H, W, C) — NHWC — and output
-/// (N, OH, OW, OC); the weight keeps PyTorch's (OC, C, KH, KW) layout so files interchange with
-/// `torch.nn.Conv2d`, and is repacked to (OC, KH, KW, C) per pass so im2col copies whole pixels.
+import CKernels
+
+/// 2-D convolution, stride 1, by im2col + GEMM, by Winograd, or directly for one input channel. Input
+/// is (N, H, W, C) — NHWC — and output (N, OH, OW, OC); the weight keeps PyTorch's (OC, C, KH, KW)
+/// layout so files interchange with `torch.nn.Conv2d`, and is repacked once per batch to (OC, KH, KW,
+/// C) so im2col copies whole pixels (to (KH·KW, OC) for the direct kernel).
 ///
 /// The column matrix is built for a chunk of samples at a time (at most `columnBudget` floats) and
 /// rebuilt in the backward pass instead of being kept, so memory stays small at any batch size.
 public final class Conv2D: Layer {
     public enum Padding: Sendable { case valid, same }
     /// How the convolution is computed. `automatic` uses Winograd F(4×4, 3×3) for 3×3 kernels with at
-    /// least 8 input and output channels (conv2 of mnist-cnn) and im2col otherwise.
-    public enum Algorithm: Sendable { case automatic, im2col, winograd }
+    /// least 8 input and output channels (conv2 of mnist-cnn), the direct kernel for one input channel
+    /// with valid padding and kernels up to 7×7 (conv1), and im2col otherwise. A choice that does not
+    /// fit the layer falls back to im2col.
+    public enum Algorithm: Sendable { case automatic, im2col, winograd, direct }
 
     public let name: String
     public let inputChannels: Int
@@ -30,8 +35,15 @@ public final class Conv2D: Layer {
     private let packedWeight: Tensor
     private let packedGradient: Tensor
     private let winogradFilters = Tensor(shape: [0])
+    private let winogradAdjointFilters = Tensor(shape: [0])
     private let winogradScratch = Tensor(shape: [0])
     private let winogradGradient = Tensor(shape: [0])
+    /// Between `beginBatch` and `endBatch` the weights are fixed: the packed weight and the Winograd
+    /// filters are made once per batch, and the weight gradient is summed in its working layout
+    /// (packed, or dU) and folded into the store once, at `endBatch`.
+    private var batchOpen = false
+    private var packedReady = false, filtersReady = false, adjointFiltersReady = false
+    private var gradientPending = false
 
     public init(_ name: String, inputChannels: Int, outputChannels: Int, kernelSize: Int, padding: Padding = .valid) {
         self.name = name
@@ -53,10 +65,15 @@ public final class Conv2D: Layer {
     var usesWinograd: Bool {
         guard kernelSize == 3 else { return false }
         switch algorithm {
-        case .im2col: return false
+        case .im2col, .direct: return false
         case .winograd: return true
         case .automatic: return inputChannels >= 8 && outputChannels >= 8
         }
+    }
+
+    var usesDirect: Bool {
+        guard inputChannels == 1, padding == .valid, kernelSize <= 7 else { return false }
+        return algorithm == .automatic || algorithm == .direct
     }
 
     public var parameterRequests: [ParameterRequest] {
@@ -93,6 +110,46 @@ public final class Conv2D: Layer {
         Winograd.Shape(h: g.h, w: g.w, inputs: inputChannels, outputs: outputChannels, pad: g.pad, oh: g.oh, ow: g.ow)
     }
 
+    public func beginBatch() {
+        batchOpen = true
+        packedReady = false
+        filtersReady = false
+        adjointFiltersReady = false
+    }
+
+    public func endBatch() {
+        flushWeightGradient()
+        batchOpen = false
+        packedReady = false
+        filtersReady = false
+        adjointFiltersReady = false
+    }
+
+    /// Folds the weight gradient summed in the working layout into the store's.
+    private func flushWeightGradient() {
+        guard gradientPending else { return }
+        gradientPending = false
+        if usesWinograd {
+            Winograd.addFilterGradient(winogradGradient.data, inputs: inputChannels, outputs: outputChannels,
+                                       into: store.gradients + weightOffset)
+        } else {
+            unpackGradient()
+        }
+    }
+
+    /// The Winograd filters for the forward pass (or its adjoint), transformed once per batch.
+    private func filters(forInputGradient adjoint: Bool) -> UnsafeMutablePointer<Float> {
+        let u = adjoint ? winogradAdjointFilters : winogradFilters
+        let ready = adjoint ? adjointFiltersReady : filtersReady
+        if !ready {
+            u.resize([Winograd.positions * inputChannels * outputChannels])
+            Winograd.transformFilters(store.values + weightOffset, outputChannels: outputChannels, inputChannels: inputChannels,
+                                      forInputGradient: adjoint, into: u.data)
+            if adjoint { adjointFiltersReady = batchOpen } else { filtersReady = batchOpen }
+        }
+        return u.data
+    }
+
     private func samplesPerChunk(_ g: Geometry) -> Int { max(1, Conv2D.columnBudget / max(1, g.oh * g.ow * g.k)) }
 
     // MARK: forward
@@ -106,13 +163,14 @@ public final class Conv2D: Layer {
         self.input = input
         let n = input.batch, oc = outputChannels, pixels = g.oh * g.ow
         output.resize([n, g.oh, g.ow, oc])
+        if usesDirect {
+            packWeight()
+            fedpi_conv1ch_forward(input.data, n, g.h, g.w, g.ks, oc, packedWeight.data, store.values + biasOffset, output.data)
+            return output
+        }
         if usesWinograd {
-            winogradFilters.resize([Winograd.positions * inputChannels * oc])
-            Winograd.transformFilters(store.values + weightOffset, outputChannels: oc, inputChannels: inputChannels,
-                                      forInputGradient: false, into: winogradFilters.data)
-            let shape = winogradShape(g)
-            Winograd.convolve(input.data, batch: n, shape, filters: winogradFilters.data, bias: store.values + biasOffset,
-                              into: output.data, scratch: winogradScratch)
+            Winograd.convolve(input.data, batch: n, winogradShape(g), filters: filters(forInputGradient: false),
+                              bias: store.values + biasOffset, into: output.data, scratch: winogradScratch)
             return output
         }
         packWeight()
@@ -140,23 +198,32 @@ public final class Conv2D: Layer {
         let g = geometry, n = input.batch, oc = outputChannels, pixels = g.oh * g.ow
         let dy = gradOutput.data
         let gb = store.gradients + biasOffset
+        if usesDirect {
+            if !gradientPending { packedGradient.fill(0) }
+            fedpi_conv1ch_gradient(input.data, dy, n, g.h, g.w, g.ks, oc, packedGradient.data, gb)
+            gradientPending = true
+            if !batchOpen { flushWeightGradient() }
+            guard inputGradient else { return nil }
+            gradInput.resize(input.shape)
+            packWeight()
+            fedpi_conv1ch_input_gradient(dy, n, g.h, g.w, g.ks, oc, packedWeight.data, gradInput.data)
+            return gradInput
+        }
         for p in 0..<(n * pixels) {
             let row = dy + p * oc
             for o in 0..<oc { gb[o] += row[o] }
         }
         if usesWinograd {
             // weight gradient and input gradient both by Winograd: no column matrix at all
-            let shape = winogradShape(g)
             winogradGradient.resize([Winograd.positions * inputChannels * oc])
-            Winograd.filterGradient(input.data, dy, batch: n, shape, into: winogradGradient.data, scratch: winogradScratch)
-            Winograd.addFilterGradient(winogradGradient.data, inputs: inputChannels, outputs: oc, into: store.gradients + weightOffset)
+            Winograd.filterGradient(input.data, dy, batch: n, winogradShape(g), into: winogradGradient.data,
+                                    accumulate: gradientPending, scratch: winogradScratch)
+            gradientPending = true
+            if !batchOpen { flushWeightGradient() }
             guard inputGradient else { return nil }
             gradInput.resize(input.shape)
-            winogradFilters.resize([Winograd.positions * inputChannels * oc])
-            Winograd.transformFilters(store.values + weightOffset, outputChannels: oc, inputChannels: inputChannels,
-                                      forInputGradient: true, into: winogradFilters.data)
             let adjoint = Winograd.Shape(h: g.oh, w: g.ow, inputs: oc, outputs: inputChannels, pad: g.ks - 1 - g.pad, oh: g.h, ow: g.w)
-            Winograd.convolve(dy, batch: n, adjoint, filters: winogradFilters.data, bias: nil, into: gradInput.data,
+            Winograd.convolve(dy, batch: n, adjoint, filters: filters(forInputGradient: true), bias: nil, into: gradInput.data,
                               scratch: winogradScratch)
             return gradInput
         }
@@ -173,7 +240,7 @@ public final class Conv2D: Layer {
             Conv2D.im2col(input.data, samples: n0..<n1, g, into: columns.data)
             GEMM.gemm(
                 transA: true, transB: false, m: oc, n: g.k, k: rows,
-                a: dyChunk, lda: oc, b: columns.data, ldb: g.k, beta: n0 == 0 ? 0 : 1,
+                a: dyChunk, lda: oc, b: columns.data, ldb: g.k, beta: n0 == 0 && !gradientPending ? 0 : 1,
                 c: packedGradient.data, ldc: g.k)
             if inputGradient {
                 GEMM.gemm(
@@ -184,16 +251,25 @@ public final class Conv2D: Layer {
             }
             n0 = n1
         }
-        unpackGradient()
+        gradientPending = true
+        if !batchOpen { flushWeightGradient() }
         return inputGradient ? gradInput : nil
     }
 
     // MARK: weight layout
 
-    /// (OC, C, KH, KW) → (OC, KH, KW, C)
+    /// (OC, C, KH, KW) → (OC, KH, KW, C), or (OC, 1, KH, KW) → (KH·KW, OC) for the direct kernel;
+    /// once per batch.
     private func packWeight() {
+        if packedReady { return }
+        packedReady = batchOpen
         let w = store.values + weightOffset, p = packedWeight.data
-        let c = inputChannels, ks = kernelSize
+        let c = inputChannels, ks = kernelSize, oc = outputChannels
+        if usesDirect {
+            let taps = ks * ks
+            for o in 0..<oc { for t in 0..<taps { p[t * oc + o] = w[o * taps + t] } }
+            return
+        }
         for o in 0..<outputChannels {
             for ci in 0..<c {
                 for kh in 0..<ks {
@@ -205,10 +281,15 @@ public final class Conv2D: Layer {
         }
     }
 
-    /// (OC, KH, KW, C) → (OC, C, KH, KW), added to the gradient buffer.
+    /// (OC, KH, KW, C) or (KH·KW, OC) → (OC, C, KH, KW), added to the gradient buffer.
     private func unpackGradient() {
         let gw = store.gradients + weightOffset, p = packedGradient.data
-        let c = inputChannels, ks = kernelSize
+        let c = inputChannels, ks = kernelSize, oc = outputChannels
+        if usesDirect {
+            let taps = ks * ks
+            for o in 0..<oc { for t in 0..<taps { gw[o * taps + t] += p[t * oc + o] } }
+            return
+        }
         for o in 0..<outputChannels {
             for ci in 0..<c {
                 for kh in 0..<ks {

@@ -26,6 +26,12 @@ public protocol Layer: AnyObject {
     /// Told by the model whether `backward` may overwrite the input tensor (when the layer that
     /// produced it will not read it again). Layers that can use this to save memory do.
     func allowInputReuse(_ allowed: Bool)
+    /// From now until `endBatch` the parameter values do not change (a batch's micro-batches): the layer
+    /// may keep what it derives from them and defer gradient work to `endBatch`.
+    func beginBatch()
+    /// Adds any gradient deferred since `beginBatch` to the store and forgets derived values. Without
+    /// `beginBatch`, every `backward` adds its gradients at once and nothing is kept.
+    func endBatch()
 }
 
 extension Layer {
@@ -33,6 +39,8 @@ extension Layer {
     public func bind(store: ParameterStore, offsets: [Int]) {}
     public var readsOutputInBackward: Bool { false }
     public func allowInputReuse(_ allowed: Bool) {}
+    public func beginBatch() {}
+    public func endBatch() {}
 }
 
 /// A network description that cannot be built, with the reason.

@@ -104,6 +104,12 @@ public final class Model: @unchecked Sendable {
         return x
     }
 
+    /// Brackets the micro-batches of one batch, during which the parameter values stay fixed: layers
+    /// keep what they derive from the weights and defer gradient work (see `Layer.beginBatch`).
+    /// `endBatch` must come before the gradients are read.
+    public func beginBatch() { for layer in layers { layer.beginBatch() } }
+    public func endBatch() { for layer in layers { layer.endBatch() } }
+
     /// Back-propagates d(loss)/d(logits) and adds the parameter gradients to `parameters.gradients`.
     public func backward(_ gradLogits: Tensor) {
         var g = gradLogits

@@ -200,6 +200,7 @@ public final class Trainer {
         Parallel.run(active) { r in
             let lane = lanes[r], mine = share(r)
             lane.model.parameters.zeroGradients()
+            lane.model.beginBatch()
             lane.result = .zero
             var i = mine.startIndex
             while i < mine.endIndex {
@@ -213,6 +214,7 @@ public final class Trainer {
                 lane.result.add(result)
                 i = part.endIndex
             }
+            lane.model.endBatch()
         }
         if active > 1 {
             let count = model.parameters.count, sum = model.parameters.gradients
@@ -252,6 +254,8 @@ public final class Trainer {
         defer { GEMM.threads = blasThreads }
         Parallel.run(active) { r in
             let lane = lanes[r]
+            lane.model.beginBatch()
+            defer { lane.model.endBatch() }
             var chunk = r
             while chunk < chunks {
                 let slice = order[(chunk * step)..<min(order.count, (chunk + 1) * step)]

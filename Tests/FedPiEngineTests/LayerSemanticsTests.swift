@@ -230,8 +230,53 @@ final class WinogradTests: XCTestCase {
         }
     }
 
+    /// The direct one-channel kernel (conv1) against im2col: outputs, input gradients and weight and
+    /// bias gradients, for 3×3 (the unrolled path) and 5×5 kernels, channel counts with and without a
+    /// remainder of 8, AVX2 and portable.
+    func testDirectOneChannelConvolutionMatchesIm2col() {
+        let cases: [(n: Int, h: Int, w: Int, ks: Int, oc: Int)] = [(2, 28, 28, 3, 32), (3, 7, 6, 3, 10), (2, 9, 8, 5, 12), (1, 3, 3, 3, 3)]
+        for portable in [false, true] {
+            fedpi_kernels_prefer_portable(portable ? 1 : 0)
+            defer { fedpi_kernels_prefer_portable(0) }
+            for k in cases {
+                var g = SeededGenerator(seed: UInt64(k.h * 10 + k.ks))
+                let x = (0..<(k.n * k.h * k.w)).map { _ in g.nextUnitFloat() * 2 - 1 }
+                var results: [[[Float]]] = []
+                for algorithm in [Conv2D.Algorithm.im2col, .direct] {
+                    let conv = Conv2D("conv", inputChannels: 1, outputChannels: k.oc, kernelSize: k.ks)
+                    conv.algorithm = algorithm
+                    XCTAssertEqual(conv.usesDirect, algorithm == .direct)
+                    let store = bindRandomParameters(conv, seed: 5)
+                    let y = conv.forward(Tensor(shape: [k.n, k.h, k.w, 1], values: x), training: true)
+                    var gy = SeededGenerator(seed: 6)
+                    let dy = Tensor(shape: y.shape, values: (0..<y.count).map { _ in gy.nextUnitFloat() - 0.5 })
+                    let dx = conv.backward(dy, inputGradient: true)!.array
+                    results.append([y.array, dx, Array(UnsafeBufferPointer(start: store.gradients, count: store.count))])
+                }
+                for (what, (a, b)) in zip(["output", "input gradient", "parameter gradient"], zip(results[0], results[1])) {
+                    XCTAssertEqual(a.count, b.count)
+                    // the same products summed in another order (and fused on AVX2): float rounding only
+                    let worst = zip(a, b).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+                    XCTAssertLessThan(worst, 1e-5, "\(what) differs for \(k), portable kernels: \(portable)")
+                }
+            }
+        }
+    }
+
+    func testDirectGradientCheck() {
+        let conv = Conv2D("conv", inputChannels: 1, outputChannels: 10, kernelSize: 3)
+        XCTAssertTrue(conv.usesDirect)
+        GradientCheck().check(conv, inputShape: [2, 5, 6, 1]) {
+            var g = SeededGenerator(seed: 13)
+            return (0..<60).map { _ in g.nextUnitFloat() * 2 - 1 }
+        }
+    }
+
     func testAutomaticChoice() {
         XCTAssertFalse(Conv2D("c", inputChannels: 1, outputChannels: 32, kernelSize: 3).usesWinograd)  // conv1
+        XCTAssertTrue(Conv2D("c", inputChannels: 1, outputChannels: 32, kernelSize: 3).usesDirect)
+        XCTAssertFalse(Conv2D("c", inputChannels: 1, outputChannels: 32, kernelSize: 3, padding: .same).usesDirect)
+        XCTAssertFalse(Conv2D("c", inputChannels: 32, outputChannels: 64, kernelSize: 3).usesDirect)
         XCTAssertTrue(Conv2D("c", inputChannels: 32, outputChannels: 64, kernelSize: 3).usesWinograd)  // conv2
         XCTAssertFalse(Conv2D("c", inputChannels: 32, outputChannels: 64, kernelSize: 5).usesWinograd)
         let forced = Conv2D("c", inputChannels: 32, outputChannels: 64, kernelSize: 3)

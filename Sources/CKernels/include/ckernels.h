@@ -41,6 +41,15 @@ void fedpi_winograd_output_gradient(const float *dy, long n0, long n1, const fed
 /// gw (oc, c, 3, 3) += Gᵀ·dU·G, with dU laid out [ξ][out][in] (36 × oc × c).
 void fedpi_winograd_add_filter_gradient(const float *du, long c, long oc, float *gw);
 
+/// Valid ks×ks convolution (stride 1) of one-channel images, computed directly: x is (n, h, w), y is
+/// (n, h−ks+1, w−ks+1, oc), wt is tap-major (ks·ks × oc, wt[ky·ks+kx][o], the transpose of PyTorch's
+/// (oc, 1, ks, ks)). ks ≤ 7.
+void fedpi_conv1ch_forward(const float *x, long n, long h, long w, long ks, long oc, const float *wt, const float *bias, float *y);
+/// Its weight and bias gradients, added: dwt (ks·ks × oc) += Σ x·dy, db (oc) += Σ dy.
+void fedpi_conv1ch_gradient(const float *x, const float *dy, long n, long h, long w, long ks, long oc, float *dwt, float *db);
+/// Its input gradient: dx (n, h, w) = the adjoint applied to dy (overwritten, not added).
+void fedpi_conv1ch_input_gradient(const float *dy, long n, long h, long w, long ks, long oc, const float *wt, float *dx);
+
 /// ReLU's backward pass in place: dy[i] = y[i] > 0 ? dy[i] : 0 (y is the forward output).
 void fedpi_relu_backward(const float *y, float *dy, long n);
 
