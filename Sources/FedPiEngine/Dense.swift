@@ -1,4 +1,8 @@
 /// Fully connected layer. Input is (N, F), output (N, O); weight is (O, F) as in `torch.nn.Linear`.
+///
+/// Between `beginBatch` and `endBatch` the weight gradient dW = Σ dYᵀ·X is not added per micro-batch:
+/// the micro-batches' inputs and output gradients are kept and multiplied once, at `endBatch`. For
+/// mnist-cnn's fc1 (9216 → 128) dW is 4.7 MB, so adding it per 16 samples was a memory-bound pass.
 public final class Dense: Layer {
     public let name: String
     public let inputs: Int
@@ -8,6 +12,10 @@ public final class Dense: Layer {
     private var input: Tensor?
     private let output = Tensor(shape: [0])
     private let gradInput = Tensor(shape: [0])
+    private var batchOpen = false
+    /// Rows of X and dY kept since `beginBatch`, for one dW product at `endBatch`.
+    private let batchInputs = Tensor(shape: [0]), batchGradients = Tensor(shape: [0])
+    private var batchRows = 0
 
     public init(_ name: String, inputs: Int, outputs: Int) {
         self.name = name
@@ -38,6 +46,25 @@ public final class Dense: Layer {
         return [outputs]
     }
 
+    public func beginBatch() {
+        batchOpen = true
+        batchRows = 0
+    }
+
+    public func endBatch() {
+        addWeightGradient(dy: batchGradients.data, x: batchInputs.data, rows: batchRows)
+        batchRows = 0
+        batchOpen = false
+    }
+
+    /// dW += dyᵀ·x over `rows` rows.
+    private func addWeightGradient(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int) {
+        guard rows > 0 else { return }
+        GEMM.gemm(
+            transA: true, transB: false, m: outputs, n: inputs, k: rows,
+            a: dy, lda: outputs, b: x, ldb: inputs, beta: 1, c: store.gradients + weightOffset, ldc: inputs)
+    }
+
     public func forward(_ input: Tensor, training: Bool) -> Tensor {
         let n = input.batch
         self.input = input
@@ -53,15 +80,21 @@ public final class Dense: Layer {
     public func backward(_ gradOutput: Tensor, inputGradient: Bool) -> Tensor? {
         guard let input else { preconditionFailure("\(name).backward before forward") }
         let n = input.batch
-        let gw = store.gradients + weightOffset, gb = store.gradients + biasOffset
+        let gb = store.gradients + biasOffset
         let dy = gradOutput.data
         for i in 0..<n {
             let row = dy + i * outputs
             for o in 0..<outputs { gb[o] += row[o] }
         }
-        GEMM.gemm(
-            transA: true, transB: false, m: outputs, n: inputs, k: n,
-            a: dy, lda: outputs, b: input.data, ldb: inputs, beta: 1, c: gw, ldc: inputs)
+        if batchOpen {
+            batchInputs.reserve((batchRows + n) * inputs)
+            batchGradients.reserve((batchRows + n) * outputs)
+            (batchInputs.data + batchRows * inputs).update(from: input.data, count: n * inputs)
+            (batchGradients.data + batchRows * outputs).update(from: dy, count: n * outputs)
+            batchRows += n
+        } else {
+            addWeightGradient(dy: dy, x: input.data, rows: n)
+        }
         guard inputGradient else { return nil }
         gradInput.resize(input.shape)
         GEMM.gemm(

@@ -40,6 +40,19 @@ public final class Tensor: @unchecked Sendable {
         count = n
     }
 
+    /// Grows the allocation to hold at least `n` floats, keeping the current values (shape unchanged):
+    /// for buffers that are filled piece by piece.
+    public func reserve(_ n: Int) {
+        guard n > capacity else { return }
+        let grown = max(n, capacity * 2)
+        let fresh = UnsafeMutablePointer<Float>.allocate(capacity: grown)
+        fresh.initialize(from: data, count: capacity)
+        (fresh + capacity).initialize(repeating: 0, count: grown - capacity)
+        data.deallocate()
+        data = fresh
+        capacity = grown
+    }
+
     public var batch: Int { shape.first ?? 0 }
     /// Elements per sample (everything but the batch dimension).
     public var sampleCount: Int { shape.count > 1 ? shape.dropFirst().reduce(1, *) : 1 }

@@ -137,6 +137,16 @@ final class LayerSemanticsTests: XCTestCase {
 
     /// ReLU backward passes the gradient where the output is > 0 and zeroes it where it is 0 (as
     /// PyTorch's threshold_backward does); 13 values cover the 8-wide path and the scalar tail.
+    func testTensorReserveKeepsValues() {
+        let t = Tensor(shape: [3], values: [1, 2, 3])
+        t.reserve(2)
+        XCTAssertEqual(t.capacity, 3)
+        t.reserve(1000)
+        XCTAssertGreaterThanOrEqual(t.capacity, 1000)
+        XCTAssertEqual(t.shape, [3])
+        XCTAssertEqual(t.array, [1, 2, 3])
+    }
+
     func testReLUBackwardKeepsGradientOnlyWhereOutputIsPositive() {
         let relu = ReLU()
         let x: [Float] = [1, -2, 0, 3, -0.5, 4, 5, -6, 7, 0, -8, 9, 0.25]
