@@ -126,3 +126,27 @@ void fedpi_dropout(const float *x, float *y, long n, uint64_t state[4], int bits
     }
     memcpy(state, s, sizeof s);
 }
+
+/* dst (cols × rows) = srcᵀ, in 4×4 blocks of vector shuffles (SSE on x86, NEON on arm64); the edges
+ * that do not fill a block go one float at a time. */
+typedef float v4 __attribute__((vector_size(16), aligned(4)));
+
+void fedpi_transpose(const float *src, long rows, long cols, float *dst) {
+    long rv = rows - rows % 4, cv = cols - cols % 4;
+    for (long r = 0; r < rv; r += 4) {
+        for (long c = 0; c < cv; c += 4) {
+            v4 a = *(const v4 *)(src + r * cols + c), b = *(const v4 *)(src + (r + 1) * cols + c);
+            v4 e = *(const v4 *)(src + (r + 2) * cols + c), f = *(const v4 *)(src + (r + 3) * cols + c);
+            v4 ab0 = __builtin_shufflevector(a, b, 0, 4, 1, 5), ab1 = __builtin_shufflevector(a, b, 2, 6, 3, 7);
+            v4 ef0 = __builtin_shufflevector(e, f, 0, 4, 1, 5), ef1 = __builtin_shufflevector(e, f, 2, 6, 3, 7);
+            *(v4 *)(dst + c * rows + r) = __builtin_shufflevector(ab0, ef0, 0, 1, 4, 5);
+            *(v4 *)(dst + (c + 1) * rows + r) = __builtin_shufflevector(ab0, ef0, 2, 3, 6, 7);
+            *(v4 *)(dst + (c + 2) * rows + r) = __builtin_shufflevector(ab1, ef1, 0, 1, 4, 5);
+            *(v4 *)(dst + (c + 3) * rows + r) = __builtin_shufflevector(ab1, ef1, 2, 3, 6, 7);
+        }
+        for (long c = cv; c < cols; c++)
+            for (long i = r; i < r + 4; i++) dst[c * rows + i] = src[i * cols + c];
+    }
+    for (long r = rv; r < rows; r++)
+        for (long c = 0; c < cols; c++) dst[c * rows + r] = src[r * cols + c];
+}

@@ -106,14 +106,8 @@ public final class Flatten: Layer {
             output.data.update(from: input.data, count: input.count)
             return output
         }
-        let h = input.shape[1], w = input.shape[2], c = input.shape[3], hw = h * w
-        let x = input.data, y = output.data
-        for b in 0..<n {
-            let src = x + b * per, dst = y + b * per
-            for p in 0..<hw {
-                for ch in 0..<c { dst[ch * hw + p] = src[p * c + ch] }
-            }
-        }
+        let hw = input.shape[1] * input.shape[2], c = input.shape[3]
+        for b in 0..<n { fedpi_transpose(input.data + b * per, hw, c, output.data + b * per) }  // (HW, C) → (C, HW)
         return output
     }
 
@@ -124,14 +118,8 @@ public final class Flatten: Layer {
             gradInput.data.update(from: gradOutput.data, count: gradOutput.count)
             return gradInput
         }
-        let n = inputShape[0], h = inputShape[1], w = inputShape[2], c = inputShape[3], hw = h * w, per = hw * c
-        let dy = gradOutput.data, dx = gradInput.data
-        for b in 0..<n {
-            let src = dy + b * per, dst = dx + b * per
-            for p in 0..<hw {
-                for ch in 0..<c { dst[p * c + ch] = src[ch * hw + p] }
-            }
-        }
+        let n = inputShape[0], hw = inputShape[1] * inputShape[2], c = inputShape[3], per = hw * c
+        for b in 0..<n { fedpi_transpose(gradOutput.data + b * per, c, hw, gradInput.data + b * per) }
         return gradInput
     }
 }

@@ -137,6 +137,18 @@ final class LayerSemanticsTests: XCTestCase {
 
     /// ReLU backward passes the gradient where the output is > 0 and zeroes it where it is 0 (as
     /// PyTorch's threshold_backward does); 13 values cover the 8-wide path and the scalar tail.
+    /// Flatten's transpose: 4×4 shuffled blocks plus the row and column edges that do not fill one.
+    func testTransposeAtEverySizeRemainder() {
+        for (rows, cols) in [(144, 64), (5, 7), (8, 4), (3, 3), (1, 9), (9, 1), (6, 10)] {
+            let src = (0..<(rows * cols)).map { Float($0) }
+            var dst = [Float](repeating: -1, count: rows * cols)
+            fedpi_transpose(src, rows, cols, &dst)
+            var expected = dst
+            for r in 0..<rows { for c in 0..<cols { expected[c * rows + r] = src[r * cols + c] } }
+            XCTAssertEqual(dst, expected, "\(rows)×\(cols)")
+        }
+    }
+
     func testTensorReserveKeepsValues() {
         let t = Tensor(shape: [3], values: [1, 2, 3])
         t.reserve(2)

@@ -58,6 +58,9 @@ void fedpi_relu_backward(const float *y, float *dy, long n);
 /// first (bits 8 or 16), an element kept when its field is below `threshold`.
 void fedpi_dropout(const float *x, float *y, long n, uint64_t state[4], int bits, uint64_t threshold, float scale);
 
+/// dst (cols × rows) = the transpose of src (rows × cols), both row-major; they must not overlap.
+void fedpi_transpose(const float *src, long rows, long cols, float *dst);
+
 /// 1 when the AVX2+FMA kernels are in use on this CPU (always 0 off x86-64; arm64 runs the portable
 /// kernels, which the compiler maps to NEON).
 int fedpi_kernels_avx2(void);
