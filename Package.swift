@@ -86,7 +86,9 @@ let package = Package(
             name: "FedPiWorkerTests",
             dependencies: ["FedPiWorker", "FedPiTesting", .product(name: "HummingbirdTesting", package: "hummingbird")]),
         .testTarget(name: "FedPiRuntimeTests", dependencies: ["FedPiRuntime", "FedPiTesting"]),
-        .testTarget(name: "FedPiAggregatorTests", dependencies: ["FedPiAggregator", "FedPiTesting"]),
+        .testTarget(
+            name: "FedPiAggregatorTests",
+            dependencies: ["FedPiAggregator", "FedPiTesting", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "FedPiSystemTests",
             dependencies: ["fedpi-worker", "fedpi-aggregator", "FedPiAggregator", "FedPiWire", "FedPiData", "FedPiTesting"]),

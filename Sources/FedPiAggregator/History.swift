@@ -1,6 +1,7 @@
 import FedPiFederation
 import Foundation
 import GRDB
+import Logging
 
 /// The aggregator's record in SQLite: every round attempt with its metrics, who took part, who
 /// failed and why, and node state changes. Written in one transaction per round.
@@ -28,7 +29,9 @@ public final class History: Sendable {
 
     static func now() -> String { Date().formatted(.iso8601) }
 
-    public func record(_ r: RoundRecord, strategy: String, encoding: String) throws {
+    /// Writes the round's row (and its participants and failures) and returns the row's id.
+    @discardableResult
+    public func record(_ r: RoundRecord, strategy: String, encoding: String) throws -> Int64 {
         try db.write { db in
             try db.execute(
                 sql: """
@@ -45,6 +48,27 @@ public final class History: Sendable {
             for f in r.failures {
                 try db.execute(sql: "INSERT INTO failures VALUES (?, ?, ?)", arguments: [id, f.node, f.reason])
             }
+            return id
+        }
+    }
+
+    /// Fills in the metrics of a row written before its evaluation ended; a failure is logged, since the
+    /// round itself is safe in the checkpoint.
+    public func setMetrics(_ id: Int64, accuracy: Double, loss: Double, logger: Logger) {
+        do {
+            try db.write { db in
+                try db.execute(sql: "UPDATE rounds SET accuracy = ?, loss = ? WHERE id = ?", arguments: [accuracy, loss, id])
+            }
+        } catch {
+            logger.warning("could not record the metrics of history row \(id): \(error)")
+        }
+    }
+
+    /// The id of `round`'s completed row when it has no metrics (its evaluation was cut short), else nil.
+    public func completedRoundWithoutMetrics(_ round: Int) throws -> Int64? {
+        try db.read { db in
+            try Int64.fetchOne(db, sql: "SELECT id FROM rounds WHERE round = ? AND completed = 1 AND accuracy IS NULL ORDER BY id DESC LIMIT 1",
+                               arguments: [round])
         }
     }
 

@@ -69,7 +69,8 @@ final class FleetHarness {
     var stateDir: String { dir + "/aggregator" }
 
     /// `centralTest: false` leaves out test_data, so the workers evaluate on their own test splits.
-    func writeFleet(rounds: Int, minNodes: Int, roundTimeout: Double = 120, grace: Double = 3, centralTest: Bool = true) throws {
+    func writeFleet(rounds: Int, minNodes: Int, roundTimeout: Double = 120, grace: Double = 3, centralTest: Bool = true,
+                    testLimit: Int = 1000) throws {
         var text = """
             model = "\(model)"
             rounds = \(rounds)
@@ -78,7 +79,7 @@ final class FleetHarness {
             unreachable_grace = \(grace)
             probe_timeout = 1
             max_backoff = 1
-            \(centralTest ? "test_data = \"\(IDXFixtures.fashionMNIST)\"\ntest_limit = 1000" : "")
+            \(centralTest ? "test_data = \"\(IDXFixtures.fashionMNIST)\"\ntest_limit = \(testLimit)" : "")
             state_dir = "\(stateDir)"
 
             """

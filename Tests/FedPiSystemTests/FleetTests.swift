@@ -36,6 +36,7 @@ final class FleetTests: XCTestCase {
         let rounds = try fleet.history()
         XCTAssertEqual(completed(rounds), [0, 1, 2, 3])
         XCTAssertEqual(rounds.last?.participants, ["w1", "w2", "w3"])
+        XCTAssertTrue(rounds.allSatisfy { $0.accuracy != nil }, "every evaluation beside a round ended before the run did: \(rounds)")
         let first = try XCTUnwrap(rounds.first?.accuracy), last = try XCTUnwrap(rounds.last?.accuracy)
         XCTAssertGreaterThan(last, first + 0.25, "accuracy must rise: \(first) → \(last)")
         // the checkpoint and the final model load as mnist-cnn weights
@@ -87,9 +88,12 @@ final class FleetTests: XCTestCase {
         XCTAssertTrue(rounds.contains { $0.round >= 3 && $0.participants.contains("w3") }, "w3 must be back: \(rounds)")
     }
 
+    /// Killed as round 2 is dispatched, while round 1's model is being evaluated beside it (all 10,000
+    /// test images at idle priority, behind three training workers: seconds, against a kill within
+    /// a fraction of one): the restart resumes at round 2 and evaluates the round-1 checkpoint it has.
     func testKilledAggregatorResumesAtTheInterruptedRound() throws {
         try startThree()
-        try fleet.writeFleet(rounds: 3, minNodes: 3)
+        try fleet.writeFleet(rounds: 3, minNodes: 3, testLimit: 10000)
         try fleet.startAggregator()
         try fleet.waitFor("round 2 dispatch", timeout: 120) { fleet.aggregatorLog().contains("round 2: dispatching") }
         kill(fleet.aggregator!.processIdentifier, SIGKILL)
@@ -102,7 +106,10 @@ final class FleetTests: XCTestCase {
         XCTAssertEqual(try fleet.waitForAggregator(timeout: 240), 0, fleet.aggregatorLog())
         XCTAssertTrue(fleet.aggregatorLog().contains("resuming after round 1"))
         XCTAssertFalse(fleet.aggregatorLog().contains("    1    1 "), "round 1 must not run again")
-        XCTAssertEqual(completed(try fleet.history()), [0, 1, 2, 3], "each round completed exactly once")
+        let rounds = try fleet.history()
+        XCTAssertEqual(completed(rounds), [0, 1, 2, 3], "each round completed exactly once")
+        XCTAssertTrue(fleet.aggregatorLog().contains("evaluated after the restart"), fleet.aggregatorLog())
+        XCTAssertTrue(rounds.allSatisfy { $0.accuracy != nil }, "no round left without its metrics: \(rounds)")
     }
 
     func testWorkerRestartedBetweenDispatchAndCollectGetsTheTaskAgain() throws {
