@@ -1,8 +1,15 @@
 #!/usr/bin/env python3
 """Summary of bench/federated.sh: per-round accuracy and elapsed time of FedPi (from its history.sqlite)
 and Flower (from the server's JSON lines), time to the target accuracy, FedPi's non-training share of
-round time, bytes per round and peak memory."""
+round time, bytes per round and peak memory.
+
+Elapsed time is wall clock for both: Flower's from the server's clock at each round's central
+evaluation, FedPi's from the history rows' `finished_at` (written when the round's model exists; 1 s
+resolution), counted from round 0 for both. FedPi evaluates each round beside the next one, so the
+sum of its rounds' `seconds` would leave out any wait for an evaluation between rounds; the wall
+clock does not."""
 import argparse, glob, json, os, re, sqlite3
+from datetime import datetime
 
 
 def first_at(rows, target):
@@ -21,10 +28,12 @@ def main():
     db = os.path.join(a.out, "fedpi/aggregator/history.sqlite")
     if os.path.exists(db):
         c = sqlite3.connect(db)
-        elapsed = 0.0
-        for rid, rnd, secs, acc, down, up in c.execute(
-                "SELECT id, round, seconds, accuracy, bytes_down, bytes_up FROM rounds WHERE completed = 1 ORDER BY id"):
-            elapsed += secs
+        start = None
+        for rid, rnd, secs, acc, down, up, at in c.execute(
+                "SELECT id, round, seconds, accuracy, bytes_down, bytes_up, finished_at FROM rounds WHERE completed = 1 ORDER BY id"):
+            t = datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+            start = t if start is None else start
+            elapsed = t - start
             train = c.execute("SELECT MAX(train_seconds) FROM participants WHERE round_id = ?", (rid,)).fetchone()[0]
             fedpi.append({"round": rnd, "accuracy": acc, "elapsed_s": elapsed, "seconds": secs, "train_s": train,
                           "bytes": down + up})
@@ -39,7 +48,8 @@ def main():
     for i in range(max(len(fedpi), len(flower))):
         f = fedpi[i] if i < len(fedpi) else None
         w = flower[i] if i < len(flower) else None
-        print(f"{i:>5} {f['accuracy'] * 100 if f else float('nan'):>9.2f}% {f['elapsed_s'] if f else float('nan'):>9.1f}"
+        print(f"{i:>5} {f['accuracy'] * 100 if f and f['accuracy'] is not None else float('nan'):>9.2f}%"
+              f" {f['elapsed_s'] if f else float('nan'):>9.1f}"
               f" {w['accuracy'] * 100 if w else float('nan'):>10.2f}% {w['elapsed_s'] if w else float('nan'):>9.1f}")
     for target in [float(t) for t in a.target.split(",")]:
         tf, tw = first_at(fedpi, target), first_at(flower, target)
@@ -47,20 +57,22 @@ def main():
         for name, t, rows in (("FedPi", tf, fedpi), ("Flower", tw, flower)):
             if rows:
                 line += f"  {name} " + (f"{t['elapsed_s']:.1f} s (round {t['round']})" if t
-                                        else f"not reached in {rows[-1]['round']} rounds (best {max(r['accuracy'] for r in rows):.2%})")
+                                        else f"not reached in {rows[-1]['round']} rounds (best {max(r['accuracy'] or 0 for r in rows):.2%})")
         if tf and tw:
             line += f"  ratio FedPi/Flower {tf['elapsed_s'] / tw['elapsed_s']:.2f}"
         print(line)
     trained = [r for r in fedpi if r["round"] > 0 and r["train_s"]]
     if trained:
-        total = sum(r["seconds"] for r in trained)
-        other = sum(r["seconds"] - r["train_s"] for r in trained)
-        print(f"FedPi: {total / len(trained):.1f} s per round; share not spent training (round time minus the slowest"
-              f" worker's training time): {other / total:.2%}; {trained[0]['bytes']:,} bytes per round (down + up)")
+        wall = fedpi[-1]["elapsed_s"]  # round 0 to the last round, wall clock
+        train = sum(r["train_s"] for r in trained)
+        inside = sum(r["seconds"] for r in trained)
+        print(f"FedPi: {wall / len(trained):.1f} s per round (wall clock; {inside / len(trained):.1f} s inside the rounds);"
+              f" share not spent training (wall clock minus the slowest worker's training time): {(wall - train) / wall:.2%};"
+              f" {trained[0]['bytes']:,} bytes per round (down + up)")
         if len(flower) > 1:
             fl = [r for r in flower if r["round"] > 0]
             per = sum(r['seconds'] for r in fl) / len(fl)
-            print(f"Flower: {per:.1f} s per round; FedPi/Flower time per round {total / len(trained) / per:.2f}")
+            print(f"Flower: {per:.1f} s per round; FedPi/Flower time per round {wall / len(trained) / per:.2f}")
     txt = os.path.join(a.out, "fedpi.txt")
     if os.path.exists(txt):
         for line in open(txt):

@@ -113,19 +113,26 @@ public final class Aggregator: @unchecked Sendable {
                 : "round \(r.round) failed (\(r.participants.count) of \(config.minNodes) updates); retrying")
         }
         var evaluation: Task<Void, Never>?
-        /// Records the round; with central evaluation, evaluates a copy of the model beside whatever comes
-        /// next, then fills in the row's metrics and prints its line. Rows print in round order.
+        /// Evaluates the current model beside whatever runs next and stores the metrics in history row
+        /// `id`, then calls `then` with them (nil if the evaluation failed, which is logged).
+        func evaluateBeside(_ central: CentralEvaluation, row id: Int64, round: Int,
+                            then: @escaping @Sendable (EvaluationResult?) -> Void) {
+            let values = model.parameters.flatValues
+            evaluation = Task {
+                let e = await central.evaluate(values, round: round, logger: logger)
+                if let e { history.setMetrics(id, accuracy: e.accuracy, loss: e.loss, logger: logger) }
+                then(e)
+            }
+        }
+        /// Records the round, and with central evaluation evaluates it beside the next one before its
+        /// table line is printed. Waits for the previous evaluation first, so lines print in round order.
         func finish(_ r: RoundRecord) async throws {
             await evaluation?.value
             let id = try history.record(r, strategy: strategy.name, encoding: config.encoding.rawValue)
             guard let central, r.completed, r.testAccuracy == nil else { return report(r) }
-            let values = model.parameters.flatValues
-            evaluation = Task {
+            evaluateBeside(central, row: id, round: r.round) { e in
                 var r = r
-                if let e = await central.evaluate(values, round: r.round, logger: logger) {
-                    (r.testAccuracy, r.testLoss) = (e.accuracy, e.loss)
-                    history.setMetrics(id, accuracy: e.accuracy, loss: e.loss, logger: logger)
-                }
+                (r.testAccuracy, r.testLoss) = (e?.accuracy, e?.loss)
                 report(r)
             }
         }
@@ -155,12 +162,8 @@ public final class Aggregator: @unchecked Sendable {
                     : try await federation.evaluateInitial())
             } else if let central, let id = try history.completedRoundWithoutMetrics(done) {
                 // the last run stopped while this round's evaluation ran: evaluate the checkpoint now
-                let values = model.parameters.flatValues
-                evaluation = Task { [done] in
-                    if let e = await central.evaluate(values, round: done, logger: logger) {
-                        history.setMetrics(id, accuracy: e.accuracy, loss: e.loss, logger: logger)
-                        logger.info("round \(done): accuracy \(Format.percent(e.accuracy)) (evaluated after the restart)")
-                    }
+                evaluateBeside(central, row: id, round: done) { [done] e in
+                    if let e { logger.info("round \(done): accuracy \(Format.percent(e.accuracy)) (evaluated after the restart)") }
                 }
             }
             if done < config.rounds {
