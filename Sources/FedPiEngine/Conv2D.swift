@@ -125,6 +125,12 @@ public final class Conv2D: Layer {
         adjointFiltersReady = false
     }
 
+    /// A pass added its weight gradient in the working layout: folded now, or at `endBatch` in a batch.
+    private func weightGradientAdded() {
+        gradientPending = true
+        if !batchOpen { flushWeightGradient() }
+    }
+
     /// Folds the weight gradient summed in the working layout into the store's.
     private func flushWeightGradient() {
         guard gradientPending else { return }
@@ -201,8 +207,7 @@ public final class Conv2D: Layer {
         if usesDirect {
             if !gradientPending { packedGradient.fill(0) }
             fedpi_conv1ch_gradient(input.data, dy, n, g.h, g.w, g.ks, oc, packedGradient.data, gb)
-            gradientPending = true
-            if !batchOpen { flushWeightGradient() }
+            weightGradientAdded()
             guard inputGradient else { return nil }
             gradInput.resize(input.shape)
             packWeight()
@@ -218,8 +223,7 @@ public final class Conv2D: Layer {
             winogradGradient.resize([Winograd.positions * inputChannels * oc])
             Winograd.filterGradient(input.data, dy, batch: n, winogradShape(g), into: winogradGradient.data,
                                     accumulate: gradientPending, scratch: winogradScratch)
-            gradientPending = true
-            if !batchOpen { flushWeightGradient() }
+            weightGradientAdded()
             guard inputGradient else { return nil }
             gradInput.resize(input.shape)
             let adjoint = Winograd.Shape(h: g.oh, w: g.ow, inputs: oc, outputs: inputChannels, pad: g.ks - 1 - g.pad, oh: g.h, ow: g.w)
@@ -251,8 +255,7 @@ public final class Conv2D: Layer {
             }
             n0 = n1
         }
-        gradientPending = true
-        if !batchOpen { flushWeightGradient() }
+        weightGradientAdded()
         return inputGradient ? gradInput : nil
     }
 
