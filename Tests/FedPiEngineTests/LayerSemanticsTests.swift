@@ -228,27 +228,37 @@ final class WinogradTests: XCTestCase {
         for k in cases {
             var g = SeededGenerator(seed: UInt64(k.h * 100 + k.c))
             let x = (0..<(k.n * k.h * k.w * k.c)).map { _ in g.nextUnitFloat() * 2 - 1 }
-            var results: [[[Float]]] = []
-            for algorithm in [Conv2D.Algorithm.im2col, .winograd] {
+            let results = [Conv2D.Algorithm.im2col, .winograd].map { algorithm in
                 let conv = Conv2D("conv", inputChannels: k.c, outputChannels: k.oc, kernelSize: 3, padding: k.padding)
                 conv.algorithm = algorithm
                 XCTAssertEqual(conv.usesWinograd, algorithm == .winograd)
-                let store = bindRandomParameters(conv, seed: 5)
-                let y = conv.forward(Tensor(shape: [k.n, k.h, k.w, k.c], values: x), training: true)
-                var gy = SeededGenerator(seed: 6)
-                let dy = Tensor(shape: y.shape, values: (0..<y.count).map { _ in gy.nextUnitFloat() - 0.5 })
-                let dx = conv.backward(dy, inputGradient: true)!.array
-                results.append([y.array, dx, Array(UnsafeBufferPointer(start: store.gradients, count: store.count))])
+                return passes(conv, input: Tensor(shape: [k.n, k.h, k.w, k.c], values: x))
             }
-            for (what, (a, b)) in zip(["output", "input gradient", "parameter gradient"], zip(results[0], results[1])) {
-                XCTAssertEqual(a.count, b.count)
-                // Rounding, not logic: F(4×4, 3×3)'s transform constants (up to 8 in Aᵀ, ⅙ and 1⁄24 in G)
-                // give a float32 error of about 8.6e-7 of Σ|x·w| against float64 (im2col: 1.7e-7, measured
-                // in numpy on this 26×26×32→64 case). With this test's unscaled ±1 weights Σ|x·w| is ~72
-                // per output, so up to ~1.2e-4 of max(1, |y|) is expected; a wrong transform errs by ~1.
-                let worst = zip(a, b).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
-                XCTAssertLessThan(worst, 5e-4, "\(what) differs for \(k), portable kernels: \(portable)")
-            }
+            // Rounding, not logic: F(4×4, 3×3)'s transform constants (up to 8 in Aᵀ, ⅙ and 1⁄24 in G)
+            // give a float32 error of about 8.6e-7 of Σ|x·w| against float64 (im2col: 1.7e-7, measured
+            // in numpy on this 26×26×32→64 case). With this test's unscaled ±1 weights Σ|x·w| is ~72
+            // per output, so up to ~1.2e-4 of max(1, |y|) is expected; a wrong transform errs by ~1.
+            assertAgree(results[0], results[1], within: 5e-4, "\(k), portable kernels: \(portable)")
+        }
+    }
+
+    /// Output, input gradient and parameter gradients of one forward and backward pass with random
+    /// parameters and a random output gradient.
+    private func passes(_ conv: Conv2D, input: Tensor) -> [[Float]] {
+        let store = bindRandomParameters(conv, seed: 5)
+        let y = conv.forward(input, training: true)
+        var gy = SeededGenerator(seed: 6)
+        let dy = Tensor(shape: y.shape, values: (0..<y.count).map { _ in gy.nextUnitFloat() - 0.5 })
+        let dx = conv.backward(dy, inputGradient: true)!.array
+        return [y.array, dx, Array(UnsafeBufferPointer(start: store.gradients, count: store.count))]
+    }
+
+    /// Largest difference relative to max(1, |value|) below `bound` for each of `passes`' results.
+    private func assertAgree(_ a: [[Float]], _ b: [[Float]], within bound: Float, _ context: String) {
+        for (what, (x, y)) in zip(["output", "input gradient", "parameter gradient"], zip(a, b)) {
+            XCTAssertEqual(x.count, y.count)
+            let worst = zip(x, y).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+            XCTAssertLessThan(worst, bound, "\(what) differs for \(context)")
         }
     }
 
@@ -263,24 +273,14 @@ final class WinogradTests: XCTestCase {
             for k in cases {
                 var g = SeededGenerator(seed: UInt64(k.h * 10 + k.ks))
                 let x = (0..<(k.n * k.h * k.w)).map { _ in g.nextUnitFloat() * 2 - 1 }
-                var results: [[[Float]]] = []
-                for algorithm in [Conv2D.Algorithm.im2col, .direct] {
+                let results = [Conv2D.Algorithm.im2col, .direct].map { algorithm in
                     let conv = Conv2D("conv", inputChannels: 1, outputChannels: k.oc, kernelSize: k.ks)
                     conv.algorithm = algorithm
                     XCTAssertEqual(conv.usesDirect, algorithm == .direct)
-                    let store = bindRandomParameters(conv, seed: 5)
-                    let y = conv.forward(Tensor(shape: [k.n, k.h, k.w, 1], values: x), training: true)
-                    var gy = SeededGenerator(seed: 6)
-                    let dy = Tensor(shape: y.shape, values: (0..<y.count).map { _ in gy.nextUnitFloat() - 0.5 })
-                    let dx = conv.backward(dy, inputGradient: true)!.array
-                    results.append([y.array, dx, Array(UnsafeBufferPointer(start: store.gradients, count: store.count))])
+                    return passes(conv, input: Tensor(shape: [k.n, k.h, k.w, 1], values: x))
                 }
-                for (what, (a, b)) in zip(["output", "input gradient", "parameter gradient"], zip(results[0], results[1])) {
-                    XCTAssertEqual(a.count, b.count)
-                    // the same products summed in another order (and fused on AVX2): float rounding only
-                    let worst = zip(a, b).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
-                    XCTAssertLessThan(worst, 1e-5, "\(what) differs for \(k), portable kernels: \(portable)")
-                }
+                // the same products summed in another order (and fused on AVX2): float rounding only
+                assertAgree(results[0], results[1], within: 1e-5, "\(k), portable kernels: \(portable)")
             }
         }
     }
