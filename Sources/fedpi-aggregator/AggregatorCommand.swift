@@ -14,7 +14,8 @@ struct AggregatorCommand: AsyncParsableCommand {
             Reads a fleet file (TOML), probes the nodes, runs the rounds and prints one line per round.
             After each round the global model is checkpointed to STATE_DIR/checkpoint.safetensors and the
             round goes to STATE_DIR/history.sqlite; started again, the aggregator resumes after the last
-            completed round. Minimal fleet.toml:
+            completed round. With test_data, a round's model is evaluated beside the next round, at idle
+            priority, and its line is printed when that evaluation ends. Minimal fleet.toml:
               rounds = 10
               min_nodes = 2
               test_data = "/usr/share/datasets/fashion-mnist"
