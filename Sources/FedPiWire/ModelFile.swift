@@ -37,6 +37,10 @@ public struct ModelFileHeader: Sendable, Equatable {
 public enum ModelFile {
     public static let format = "fedpi/1"
 
+    /// i8 scales per tensor, the same rule for writing and reading: one per row of the first
+    /// dimension, one for a vector (a bias).
+    static func i8ScaleRows(_ shape: [Int]) -> Int { shape.count >= 2 ? shape[0] : 1 }
+
     /// FNV-1a 64 of "name:d0xd1x…;" over the layout, as 16 hex digits.
     public static func layoutHash(_ layout: [ParameterInfo]) -> String {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
@@ -65,7 +69,7 @@ public enum ModelFile {
             case .f32: data = Codecs.f32Bytes(slice)
             case .f16: data = Codecs.f16Bytes(slice)
             case .i8:
-                let (bytes, scales) = Codecs.i8Bytes(slice, rows: e.shape.count >= 2 ? e.shape[0] : 1, using: &g)
+                let (bytes, scales) = Codecs.i8Bytes(slice, rows: i8ScaleRows(e.shape), using: &g)
                 data = bytes
                 metadata["scale." + e.name] = scales.map(\.description).joined(separator: ",")
             }
@@ -159,7 +163,7 @@ public enum ModelFile {
             guard let s = file.metadata["scale." + t.name] else {
                 throw WireError("i8 tensor \(t.name) has no scale.\(t.name) in the metadata")
             }
-            let rows = t.shape.count >= 2 ? t.shape[0] : 1
+            let rows = i8ScaleRows(t.shape)
             let parts = s.split(separator: ",", omittingEmptySubsequences: false)
             guard parts.count == 1 || parts.count == rows else {
                 throw WireError("i8 tensor \(t.name) has \(parts.count) scales in scale.\(t.name); expected 1 or \(rows) (one per row)")
