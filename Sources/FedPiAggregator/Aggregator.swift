@@ -156,10 +156,9 @@ public final class Aggregator: @unchecked Sendable {
         }
         do {
             if done == 0, try history.attempts(of: 0) == 0 {
-                try await finish(central != nil
-                    ? RoundRecord(round: 0, completed: true, participants: [], failures: [], testAccuracy: nil, testLoss: nil,
-                                  seconds: 0, bytesDown: 0, bytesUp: 0)
-                    : try await federation.evaluateInitial())
+                // with central evaluation federation.evaluate is nil: the record comes back without metrics
+                // and `finish` evaluates it beside round 1
+                try await finish(try await federation.evaluateInitial())
             } else if let central, let id = try history.completedRoundWithoutMetrics(done) {
                 // the last run stopped while this round's evaluation ran: evaluate the checkpoint now
                 evaluateBeside(central, row: id, round: done) { [done] e in
