@@ -59,6 +59,10 @@ void fedpi_winograd_input(const float *x, long n0, long n1, const fedpi_winograd
     DISPATCH(winograd_input, (x, n0, n1, s, zeros, v));
 }
 
+void fedpi_winograd_input_gradient(const float *dv, long n0, long n1, const fedpi_winograd_shape *s, float *dx) {
+    DISPATCH(winograd_input_gradient, (dv, n0, n1, s, dx));
+}
+
 void fedpi_winograd_output(const float *m, long n0, long n1, const fedpi_winograd_shape *s, const float *bias, float *y) {
     DISPATCH(winograd_output, (m, n0, n1, s, bias, y));
 }
@@ -102,22 +106,22 @@ static void filter_column(float g0, float g1, float g2, float *o) {
     o[5] = g2;
 }
 
-void fedpi_winograd_filters(const float *w, long oc, long c, int for_input_gradient, float *u) {
-    long ins = for_input_gradient ? oc : c, outs = for_input_gradient ? c : oc;
+void fedpi_winograd_filters(const float *w, long oc, long c, int transposed, float *u) {
     for (long o = 0; o < oc; o++) {
         for (long ci = 0; ci < c; ci++) {
-            const float *k = w + (o * c + ci) * 9;
-            float g[9], gg[6][3], full[6][6];
-            for (int i = 0; i < 9; i++) g[i] = for_input_gradient ? k[8 - i] : k[i];
+            const float *g = w + (o * c + ci) * 9;
+            float gg[6][3], full[6][6];
             for (int j = 0; j < 3; j++) {  /* G g: transform each column of the 3×3 kernel */
                 float col[6];
                 filter_column(g[j], g[3 + j], g[6 + j], col);
                 for (int i = 0; i < 6; i++) gg[i][j] = col[i];
             }
             for (int i = 0; i < 6; i++) filter_column(gg[i][0], gg[i][1], gg[i][2], full[i]);  /* (G g) Gᵀ */
-            long in = for_input_gradient ? o : ci, out = for_input_gradient ? ci : o;
             for (int i = 0; i < 6; i++)
-                for (int j = 0; j < 6; j++) u[((i * 6 + j) * ins + in) * outs + out] = full[i][j];
+                for (int j = 0; j < 6; j++) {
+                    long xi = i * 6 + j;
+                    u[transposed ? (xi * oc + o) * c + ci : (xi * c + ci) * oc + o] = full[i][j];
+                }
         }
     }
 }

@@ -41,6 +41,12 @@ static inline __attribute__((always_inline)) void KS(store)(float *p, v8 x, int 
     o0 = 4.0f * (d0 - d2) + e_; o1 = a_ + b_; o2 = a_ - b_; o3 = e_ + f_; o4 = e_ - f_; \
     o5 = 4.0f * (d1 - d3) + (d5 - d3); } while (0)
 
+/* B·o for one 6-vector (the adjoint of Bᵀ): columns of Bᵀ above, read as rows */
+#define WG_B(o0, o1, o2, o3, o4, o5, d0, d1, d2, d3, d4, d5) do { \
+    v8 p_ = o1 + o2, q_ = o1 - o2, s_ = o3 + o4, t_ = o3 - o4; \
+    d0 = 4.0f * o0; d1 = 4.0f * (o5 - q_) - 2.0f * t_; d2 = -5.0f * o0 - 4.0f * p_ - s_; \
+    d3 = q_ + 2.0f * t_ - 5.0f * o5; d4 = o0 + p_ + s_; d5 = o5; } while (0)
+
 /* Aᵀ·m for one 6-vector: Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1] */
 #define WG_AT(m0, m1, m2, m3, m4, m5, o0, o1, o2, o3) do { \
     v8 s12_ = m1 + m2, d12_ = m1 - m2, s34_ = m3 + m4, d34_ = m3 - m4; \
@@ -82,6 +88,45 @@ static void KS(winograd_input)(const float *x, long n0, long n1, const fedpi_win
         long ch = 0;
         for (; ch < cv; ch += 8) KS(input_tile)(src, ch, out + ch, stride, 1);
         for (; ch < c; ch++) KS(input_tile)(src, ch, out + ch, stride, 0);
+    });
+}
+
+/* The adjoint of input_tile: adds B·dv·Bᵀ (6×6 positions of dv, `stride` apart) to the 36 pixels at
+ * dst[i·6+j] + ch; a null pointer is a pixel outside the image, whose gradient is dropped. */
+static inline __attribute__((always_inline)) void KS(input_gradient_tile)(const float *dv, long stride, float *const *dst, long ch, int full) {
+    v8 r[6][6];
+    for (int l = 0; l < 6; l++) {
+        const float *p = dv + l * stride;
+        v8 o0 = KS(load)(p, full), o1 = KS(load)(p + 6 * stride, full), o2 = KS(load)(p + 12 * stride, full);
+        v8 o3 = KS(load)(p + 18 * stride, full), o4 = KS(load)(p + 24 * stride, full), o5 = KS(load)(p + 30 * stride, full);
+        WG_B(o0, o1, o2, o3, o4, o5, r[0][l], r[1][l], r[2][l], r[3][l], r[4][l], r[5][l]);
+    }
+    for (int i = 0; i < 6; i++) {
+        v8 d[6];
+        WG_B(r[i][0], r[i][1], r[i][2], r[i][3], r[i][4], r[i][5], d[0], d[1], d[2], d[3], d[4], d[5]);
+        for (int j = 0; j < 6; j++) {
+            float *q = dst[i * 6 + j];
+            if (q) KS(store)(q + ch, KS(load)(q + ch, full) + d[j], full);
+        }
+    }
+}
+
+static void KS(winograd_input_gradient)(const float *dv, long n0, long n1, const fedpi_winograd_shape *s, float *dx) {
+    long c = s->inputs, stride = (n1 - n0) * WG_TILES(s) * c, cv = c - c % 8;
+    float *dst[36];
+    WG_FOR_EACH_OUTPUT_TILE(s, n0, n1, {
+        float *image = dx + n * s->h * s->w * c;
+        long y0 = oy - s->pad, x0 = ox - s->pad;
+        for (long i = 0; i < 6; i++) {
+            for (long j = 0; j < 6; j++) {
+                long yy = y0 + i, xx = x0 + j;
+                dst[i * 6 + j] = yy >= 0 && yy < s->h && xx >= 0 && xx < s->w ? image + (yy * s->w + xx) * c : 0;
+            }
+        }
+        const float *src = dv + tile * c;
+        long ch = 0;
+        for (; ch < cv; ch += 8) KS(input_gradient_tile)(src + ch, stride, dst, ch, 1);
+        for (; ch < c; ch++) KS(input_gradient_tile)(src + ch, stride, dst, ch, 0);
     });
 }
 

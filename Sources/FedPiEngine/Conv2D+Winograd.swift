@@ -20,10 +20,11 @@ enum Winograd {
         var c: fedpi_winograd_shape { fedpi_winograd_shape(h: h, w: w, inputs: inputs, outputs: outputs, pad: pad, oh: oh, ow: ow) }
     }
 
-    /// U[ξ][in][out] for the PyTorch (OC, C, 3, 3) weight `w`; see `fedpi_winograd_filters`.
+    /// U[ξ][in][out] for the PyTorch (OC, C, 3, 3) weight `w`, or with `transposed` U[ξ][out][in] for
+    /// the input gradient; see `fedpi_winograd_filters`.
     static func transformFilters(_ w: UnsafePointer<Float>, outputChannels oc: Int, inputChannels c: Int,
-                                 forInputGradient: Bool, into u: UnsafeMutablePointer<Float>) {
-        fedpi_winograd_filters(w, oc, c, forInputGradient ? 1 : 0, u)
+                                 transposed: Bool, into u: UnsafeMutablePointer<Float>) {
+        fedpi_winograd_filters(w, oc, c, transposed ? 1 : 0, u)
     }
 
     /// y (N, OH, OW, outputs) = conv(x (N, H, W, inputs), filters u, zero padding `pad`) + bias.
@@ -41,14 +42,25 @@ enum Winograd {
         }
     }
 
-    /// The filter gradient of `convolve`: dU[ξ][out][in] = Σ_tiles (A dY Aᵀ)_ξ[tile][out] · V_ξ[tile][in],
-    /// then `addFilterGradient` folds dU back to 3×3 kernels. With `accumulate`, adds to `gradU` (the
-    /// micro-batches of one batch sum there and are folded once). (Forward is y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A,
-    /// so dL/dg = Gᵀ[(Bᵀ d B) ⊙ (A dy Aᵀ)]G.) `gradU` holds 36 × outputs × inputs floats; out-major,
-    /// because the kernel's 6-row tiles fit 64 output rows better than 32 input rows.
-    static func filterGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, batch n: Int, _ s: Shape,
-                               into gradU: UnsafeMutablePointer<Float>, accumulate: Bool, scratch: Tensor) {
+    /// The backward pass of `convolve`, both halves from one output-gradient transform dM = A dY Aᵀ:
+    /// - the filter gradient dU[ξ][out][in] = Σ_tiles dM_ξ[tile][out] · V_ξ[tile][in], V = Bᵀ d B the
+    ///   input's tiles as in the forward pass; `addFilterGradient` folds dU back to 3×3 kernels. With
+    ///   `accumulate`, adds to `gradU` (the micro-batches of one batch sum there and are folded once).
+    ///   `gradU` holds 36 × outputs × inputs floats; out-major, because the kernel's 6-row tiles fit
+    ///   64 output rows better than 32 input rows.
+    /// - with `transposedFilters` (U[ξ][out][in]), the input gradient as the exact adjoint of the
+    ///   forward pass: dV_ξ = dM_ξ · U_ξᵀ, then dx = Σ_tiles B dV Bᵀ added at the pixels each tile
+    ///   read. The same tiles as the forward pass, where a full convolution of dY would need a tile grid
+    ///   two pixels larger each way (49 instead of 36 tiles on conv2) and its own input transform.
+    ///   `dx` is overwritten.
+    /// (Forward is y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A, so dL/dg = Gᵀ[(Bᵀ d B) ⊙ (A dy Aᵀ)]G and
+    /// dL/dd = B[(G g Gᵀ) ⊙ (A dy Aᵀ)]Bᵀ.)
+    static func backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, batch n: Int, _ s: Shape,
+                         filterGradient gradU: UnsafeMutablePointer<Float>, accumulate: Bool,
+                         transposedFilters ut: UnsafePointer<Float>?, inputGradient dx: UnsafeMutablePointer<Float>?,
+                         scratch: Tensor) {
         var shape = s.c
+        if let dx { dx.update(repeating: 0, count: n * s.h * s.w * s.inputs) }
         forEachChunk(batch: n, s, scratch: scratch) { n0, n1, t, v, dm, zeros in
             fedpi_winograd_input(x, n0, n1, &shape, zeros, v)
             fedpi_winograd_output_gradient(dy, n0, n1, &shape, dm)
@@ -57,6 +69,14 @@ enum Winograd {
                               a: dm + xi * t * s.outputs, lda: s.outputs, b: v + xi * t * s.inputs, ldb: s.inputs,
                               beta: n0 == 0 && !accumulate ? 0 : 1, c: gradU + xi * s.inputs * s.outputs, ldc: s.inputs)
             }
+            guard let ut, let dx else { return }
+            // V is used up: dV takes its place
+            for xi in 0..<positions {
+                GEMM.unpacked(transA: false, m: t, n: s.inputs, k: s.outputs,
+                              a: dm + xi * t * s.outputs, lda: s.outputs, b: ut + xi * s.inputs * s.outputs, ldb: s.inputs,
+                              beta: 0, c: v + xi * t * s.inputs, ldc: s.inputs)
+            }
+            fedpi_winograd_input_gradient(v, n0, n1, &shape, dx)
         }
     }
 

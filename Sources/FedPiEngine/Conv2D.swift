@@ -143,14 +143,15 @@ public final class Conv2D: Layer {
         }
     }
 
-    /// The Winograd filters for the forward pass (or its adjoint), transformed once per batch.
+    /// The Winograd filters for the forward pass (or, transposed, for the input gradient), transformed
+    /// once per batch.
     private func filters(forInputGradient adjoint: Bool) -> UnsafeMutablePointer<Float> {
         let u = adjoint ? winogradAdjointFilters : winogradFilters
         let ready = adjoint ? adjointFiltersReady : filtersReady
         if !ready {
             u.resize([Winograd.positions * inputChannels * outputChannels])
             Winograd.transformFilters(store.values + weightOffset, outputChannels: outputChannels, inputChannels: inputChannels,
-                                      forInputGradient: adjoint, into: u.data)
+                                      transposed: adjoint, into: u.data)
             if adjoint { adjointFiltersReady = batchOpen } else { filtersReady = batchOpen }
         }
         return u.data
@@ -221,15 +222,12 @@ public final class Conv2D: Layer {
         if usesWinograd {
             // weight gradient and input gradient both by Winograd: no column matrix at all
             winogradGradient.resize([Winograd.positions * inputChannels * oc])
-            Winograd.filterGradient(input.data, dy, batch: n, winogradShape(g), into: winogradGradient.data,
-                                    accumulate: gradientPending, scratch: winogradScratch)
+            if inputGradient { gradInput.resize(input.shape) }
+            Winograd.backward(input.data, dy, batch: n, winogradShape(g), filterGradient: winogradGradient.data,
+                              accumulate: gradientPending, transposedFilters: inputGradient ? filters(forInputGradient: true) : nil,
+                              inputGradient: inputGradient ? gradInput.data : nil, scratch: winogradScratch)
             weightGradientAdded()
-            guard inputGradient else { return nil }
-            gradInput.resize(input.shape)
-            let adjoint = Winograd.Shape(h: g.oh, w: g.ow, inputs: oc, outputs: inputChannels, pad: g.ks - 1 - g.pad, oh: g.h, ow: g.w)
-            Winograd.convolve(dy, batch: n, adjoint, filters: filters(forInputGradient: true), bias: nil, into: gradInput.data,
-                              scratch: winogradScratch)
-            return gradInput
+            return inputGradient ? gradInput : nil
         }
         if inputGradient {
             gradInput.resize(input.shape)

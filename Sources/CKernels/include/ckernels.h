@@ -25,13 +25,16 @@ void fedpi_maxpool_backward(const float *dy, const uint8_t *argmax, long n, long
 /// GEMM: M_ξ (tiles × outputs) = V_ξ (tiles × inputs) · U_ξ (inputs × outputs).
 typedef struct { long h, w, inputs, outputs, pad, oh, ow; } fedpi_winograd_shape;
 
-/// U[ξ][in][out] = G·g·Gᵀ for every filter of a PyTorch (oc, c, 3, 3) weight. With for_input_gradient,
-/// the filters of the adjoint (full) convolution instead: inputs are the oc gradient channels, outputs
-/// the c input channels, kernels rotated 180°.
-void fedpi_winograd_filters(const float *w, long oc, long c, int for_input_gradient, float *u);
+/// U[ξ][in][out] = G·g·Gᵀ for every filter of a PyTorch (oc, c, 3, 3) weight; with `transposed`, laid
+/// out U[ξ][out][in] instead (the B of the input gradient's GEMMs, dV_ξ = dM_ξ·U_ξᵀ).
+void fedpi_winograd_filters(const float *w, long oc, long c, int transposed, float *u);
 /// V[ξ][tile][in] = Bᵀ·d·B for the tiles of samples n0..<n1 of x (n, h, w, inputs); `zeros` holds at
 /// least `inputs` zeros and stands in for pixels outside the image.
 void fedpi_winograd_input(const float *x, long n0, long n1, const fedpi_winograd_shape *s, const float *zeros, float *v);
+/// The adjoint of fedpi_winograd_input: adds B·dV·Bᵀ of each tile of dV[ξ][tile][in] to the pixels of
+/// dx (samples n0..<n1 of (n, h, w, inputs)) that tile was read from; overlapping tiles add up, and
+/// pixels outside the image are dropped. dx must be zeroed (or hold a sum to add to) beforehand.
+void fedpi_winograd_input_gradient(const float *dv, long n0, long n1, const fedpi_winograd_shape *s, float *dx);
 /// y (samples n0..<n1 of (n, oh, ow, outputs)) = Aᵀ·M·A + bias (bias may be NULL); cut-off tile
 /// pixels past oh/ow are not written.
 void fedpi_winograd_output(const float *m, long n0, long n1, const fedpi_winograd_shape *s, const float *bias, float *y);
