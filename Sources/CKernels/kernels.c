@@ -98,15 +98,16 @@ void fedpi_conv1ch_input_gradient(const float *dy, long n, long h, long w, long 
 
 /* G·g for one 3-vector: G = [¼ 0 0; −⅙ −⅙ −⅙; −⅙ ⅙ −⅙; 1⁄24 1⁄12 ⅙; 1⁄24 −1⁄12 ⅙; 0 0 1] */
 static void filter_column(float g0, float g1, float g2, float *o) {
-    o[0] = g0 / 4;
-    o[1] = -(g0 + g1 + g2) / 6;
-    o[2] = -(g0 - g1 + g2) / 6;
-    o[3] = g0 / 24 + g1 / 12 + g2 / 6;
-    o[4] = g0 / 24 - g1 / 12 + g2 / 6;
+    float even = g0 + g2, p = g0 * (1.0f / 24) + g2 * (1.0f / 6), q = g1 * (1.0f / 12);
+    o[0] = g0 * 0.25f;
+    o[1] = (even + g1) * (-1.0f / 6);
+    o[2] = (even - g1) * (-1.0f / 6);
+    o[3] = p + q;
+    o[4] = p - q;
     o[5] = g2;
 }
 
-void fedpi_winograd_filters(const float *w, long oc, long c, int transposed, float *u) {
+void fedpi_winograd_filters(const float *w, long oc, long c, float *u) {
     for (long o = 0; o < oc; o++) {
         for (long ci = 0; ci < c; ci++) {
             const float *g = w + (o * c + ci) * 9;
@@ -118,10 +119,7 @@ void fedpi_winograd_filters(const float *w, long oc, long c, int transposed, flo
             }
             for (int i = 0; i < 6; i++) filter_column(gg[i][0], gg[i][1], gg[i][2], full[i]);  /* (G g) Gᵀ */
             for (int i = 0; i < 6; i++)
-                for (int j = 0; j < 6; j++) {
-                    long xi = i * 6 + j;
-                    u[transposed ? (xi * oc + o) * c + ci : (xi * c + ci) * oc + o] = full[i][j];
-                }
+                for (int j = 0; j < 6; j++) u[((i * 6 + j) * c + ci) * oc + o] = full[i][j];
         }
     }
 }

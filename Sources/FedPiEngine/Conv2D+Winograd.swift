@@ -20,11 +20,16 @@ enum Winograd {
         var c: fedpi_winograd_shape { fedpi_winograd_shape(h: h, w: w, inputs: inputs, outputs: outputs, pad: pad, oh: oh, ow: ow) }
     }
 
-    /// U[ξ][in][out] for the PyTorch (OC, C, 3, 3) weight `w`, or with `transposed` U[ξ][out][in] for
-    /// the input gradient; see `fedpi_winograd_filters`.
+    /// U[ξ][in][out] for the PyTorch (OC, C, 3, 3) weight `w`; see `fedpi_winograd_filters`.
     static func transformFilters(_ w: UnsafePointer<Float>, outputChannels oc: Int, inputChannels c: Int,
-                                 transposed: Bool, into u: UnsafeMutablePointer<Float>) {
-        fedpi_winograd_filters(w, oc, c, transposed ? 1 : 0, u)
+                                 into u: UnsafeMutablePointer<Float>) {
+        fedpi_winograd_filters(w, oc, c, u)
+    }
+
+    /// Uᵀ[ξ][out][in] from U[ξ][in][out]: the B of the input gradient's products.
+    static func transposeFilters(_ u: UnsafePointer<Float>, outputChannels oc: Int, inputChannels c: Int,
+                                 into ut: UnsafeMutablePointer<Float>) {
+        for xi in 0..<positions { fedpi_transpose(u + xi * c * oc, c, oc, ut + xi * c * oc) }
     }
 
     /// y (N, OH, OW, outputs) = conv(x (N, H, W, inputs), filters u, zero padding `pad`) + bias.

@@ -145,16 +145,23 @@ public final class Conv2D: Layer {
 
     /// The Winograd filters for the forward pass (or, transposed, for the input gradient), transformed
     /// once per batch.
-    private func filters(forInputGradient adjoint: Bool) -> UnsafeMutablePointer<Float> {
-        let u = adjoint ? winogradAdjointFilters : winogradFilters
-        let ready = adjoint ? adjointFiltersReady : filtersReady
-        if !ready {
-            u.resize([Winograd.positions * inputChannels * outputChannels])
+    private func filters(forInputGradient transposed: Bool) -> UnsafeMutablePointer<Float> {
+        let count = Winograd.positions * inputChannels * outputChannels
+        if !filtersReady {
+            winogradFilters.resize([count])
             Winograd.transformFilters(store.values + weightOffset, outputChannels: outputChannels, inputChannels: inputChannels,
-                                      transposed: adjoint, into: u.data)
-            if adjoint { adjointFiltersReady = batchOpen } else { filtersReady = batchOpen }
+                                      into: winogradFilters.data)
+            filtersReady = batchOpen
+            adjointFiltersReady = false
         }
-        return u.data
+        guard transposed else { return winogradFilters.data }
+        if !adjointFiltersReady {
+            winogradAdjointFilters.resize([count])
+            Winograd.transposeFilters(winogradFilters.data, outputChannels: outputChannels, inputChannels: inputChannels,
+                                      into: winogradAdjointFilters.data)
+            adjointFiltersReady = batchOpen
+        }
+        return winogradAdjointFilters.data
     }
 
     private func samplesPerChunk(_ g: Geometry) -> Int { max(1, Conv2D.columnBudget / max(1, g.oh * g.ow * g.k)) }

@@ -25,9 +25,8 @@ void fedpi_maxpool_backward(const float *dy, const uint8_t *argmax, long n, long
 /// GEMM: M_ξ (tiles × outputs) = V_ξ (tiles × inputs) · U_ξ (inputs × outputs).
 typedef struct { long h, w, inputs, outputs, pad, oh, ow; } fedpi_winograd_shape;
 
-/// U[ξ][in][out] = G·g·Gᵀ for every filter of a PyTorch (oc, c, 3, 3) weight; with `transposed`, laid
-/// out U[ξ][out][in] instead (the B of the input gradient's GEMMs, dV_ξ = dM_ξ·U_ξᵀ).
-void fedpi_winograd_filters(const float *w, long oc, long c, int transposed, float *u);
+/// U[ξ][in][out] = G·g·Gᵀ for every filter of a PyTorch (oc, c, 3, 3) weight.
+void fedpi_winograd_filters(const float *w, long oc, long c, float *u);
 /// V[ξ][tile][in] = Bᵀ·d·B for the tiles of samples n0..<n1 of x (n, h, w, inputs); `zeros` holds at
 /// least `inputs` zeros and stands in for pixels outside the image.
 void fedpi_winograd_input(const float *x, long n0, long n1, const fedpi_winograd_shape *s, const float *zeros, float *v);
