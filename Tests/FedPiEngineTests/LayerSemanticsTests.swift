@@ -232,33 +232,13 @@ final class WinogradTests: XCTestCase {
                 let conv = Conv2D("conv", inputChannels: k.c, outputChannels: k.oc, kernelSize: 3, padding: k.padding)
                 conv.algorithm = algorithm
                 XCTAssertEqual(conv.usesWinograd, algorithm == .winograd)
-                return passes(conv, input: Tensor(shape: [k.n, k.h, k.w, k.c], values: x))
+                return convolutionPasses(conv, input: Tensor(shape: [k.n, k.h, k.w, k.c], values: x))
             }
             // Rounding, not logic: F(4×4, 3×3)'s transform constants (up to 8 in Aᵀ, ⅙ and 1⁄24 in G)
             // give a float32 error of about 8.6e-7 of Σ|x·w| against float64 (im2col: 1.7e-7, measured
             // in numpy on this 26×26×32→64 case). With this test's unscaled ±1 weights Σ|x·w| is ~72
             // per output, so up to ~1.2e-4 of max(1, |y|) is expected; a wrong transform errs by ~1.
-            assertAgree(results[0], results[1], within: 5e-4, "\(k), portable kernels: \(portable)")
-        }
-    }
-
-    /// Output, input gradient and parameter gradients of one forward and backward pass with random
-    /// parameters and a random output gradient.
-    private func passes(_ conv: Conv2D, input: Tensor) -> [[Float]] {
-        let store = bindRandomParameters(conv, seed: 5)
-        let y = conv.forward(input, training: true)
-        var gy = SeededGenerator(seed: 6)
-        let dy = Tensor(shape: y.shape, values: (0..<y.count).map { _ in gy.nextUnitFloat() - 0.5 })
-        let dx = conv.backward(dy, inputGradient: true)!.array
-        return [y.array, dx, Array(UnsafeBufferPointer(start: store.gradients, count: store.count))]
-    }
-
-    /// Largest difference relative to max(1, |value|) below `bound` for each of `passes`' results.
-    private func assertAgree(_ a: [[Float]], _ b: [[Float]], within bound: Float, _ context: String) {
-        for (what, (x, y)) in zip(["output", "input gradient", "parameter gradient"], zip(a, b)) {
-            XCTAssertEqual(x.count, y.count)
-            let worst = zip(x, y).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
-            XCTAssertLessThan(worst, bound, "\(what) differs for \(context)")
+            assertConvolutionsAgree(results[0], results[1], within: 5e-4, "\(k), portable kernels: \(portable)")
         }
     }
 
@@ -277,10 +257,10 @@ final class WinogradTests: XCTestCase {
                     let conv = Conv2D("conv", inputChannels: 1, outputChannels: k.oc, kernelSize: k.ks)
                     conv.algorithm = algorithm
                     XCTAssertEqual(conv.usesDirect, algorithm == .direct)
-                    return passes(conv, input: Tensor(shape: [k.n, k.h, k.w, 1], values: x))
+                    return convolutionPasses(conv, input: Tensor(shape: [k.n, k.h, k.w, 1], values: x))
                 }
                 // the same products summed in another order (and fused on AVX2): float rounding only
-                assertAgree(results[0], results[1], within: 1e-5, "\(k), portable kernels: \(portable)")
+                assertConvolutionsAgree(results[0], results[1], within: 1e-5, "\(k), portable kernels: \(portable)")
             }
         }
     }
@@ -313,5 +293,125 @@ final class WinogradTests: XCTestCase {
             var g = SeededGenerator(seed: 12)
             return (0..<480).map { _ in g.nextUnitFloat() * 2 - 1 }
         }
+    }
+}
+
+/// Output, input gradient and parameter gradients of one forward and backward pass with random
+/// parameters and a random output gradient, of which about `density` is nonzero.
+private func convolutionPasses(_ conv: Conv2D, input: Tensor, density: Float = 1, inputGradient: Bool = true) -> [[Float]] {
+    let store = bindRandomParameters(conv, seed: 5)
+    let y = conv.forward(input, training: true)
+    var gy = SeededGenerator(seed: 6)
+    let dy = Tensor(shape: y.shape, values: (0..<y.count).map { _ in gy.nextUnitFloat() < density ? gy.nextUnitFloat() - 0.5 : 0 })
+    let dx = conv.backward(dy, inputGradient: inputGradient)?.array ?? []
+    return [y.array, dx, Array(UnsafeBufferPointer(start: store.gradients, count: store.count))]
+}
+
+/// Largest difference relative to max(1, |value|) below `bound` for each of the passes' results.
+private func assertConvolutionsAgree(_ a: [[Float]], _ b: [[Float]], within bound: Float, _ context: String,
+                                     file: StaticString = #filePath, line: UInt = #line) {
+    for (what, (x, y)) in zip(["output", "input gradient", "parameter gradient"], zip(a, b)) {
+        XCTAssertEqual(x.count, y.count, file: file, line: line)
+        let worst = zip(x, y).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+        XCTAssertLessThan(worst, bound, "\(what) differs for \(context)", file: file, line: line)
+    }
+}
+
+/// The backward pass over the output gradient's nonzeros (`fedpi_conv_sparse_backward`).
+final class SparseConvolutionBackwardTests: XCTestCase {
+    private static let cases: [(n: Int, h: Int, w: Int, c: Int, oc: Int, ks: Int, padding: Conv2D.Padding)] = [
+        (2, 26, 26, 32, 64, 3, .valid),  // conv2: whole 96-float blocks
+        (1, 10, 9, 40, 16, 3, .same),    // a block and a 24-float tail, patches crossing the padding
+        (3, 7, 6, 3, 10, 3, .valid),     // 9-float rows: tail only
+        (2, 5, 8, 9, 5, 3, .same),
+        (2, 9, 8, 4, 6, 5, .same),       // 5×5 kernel (im2col layer)
+        (1, 3, 3, 8, 8, 3, .valid),      // one output pixel
+    ]
+
+    /// Forced onto the sparse pass, each case agrees with the dense pass (im2col) on input and
+    /// parameter gradients, for output gradients 10% and 100% nonzero, with and without the input
+    /// gradient, on the AVX2 kernels (where the CPU has them) and the portable ones.
+    func testSparsePassMatchesDensePass() {
+        for portable in [false, true] {
+            fedpi_kernels_prefer_portable(portable ? 1 : 0)
+            defer { fedpi_kernels_prefer_portable(0) }
+            for k in Self.cases {
+                var g = SeededGenerator(seed: UInt64(k.h * 100 + k.c))
+                let x = (0..<(k.n * k.h * k.w * k.c)).map { _ in g.nextUnitFloat() * 2 - 1 }
+                for density: Float in [0.1, 1] {
+                    for inputGradient in [true, false] {
+                        let results = [0, 1].map { limit in
+                            let conv = Conv2D("conv", inputChannels: k.c, outputChannels: k.oc, kernelSize: k.ks, padding: k.padding)
+                            conv.algorithm = .im2col
+                            conv.sparseLimit = limit
+                            let r = convolutionPasses(conv, input: Tensor(shape: [k.n, k.h, k.w, k.c], values: x),
+                                                      density: density, inputGradient: inputGradient)
+                            XCTAssertEqual(conv.lastBackwardWasSparse, limit == 1)
+                            return r
+                        }
+                        // the same products summed in another order: float rounding only, up to ~1.3e-5 for
+                        // conv2's 1,152-term weight-gradient sums at 100%; a wrong index errs by ~0.1–1
+                        assertConvolutionsAgree(results[0], results[1], within: 5e-5,
+                                                "\(k), density \(density), input gradient \(inputGradient), portable \(portable)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The default limit takes the sparse pass for a gradient 5% nonzero and declines a dense one,
+    /// which then gives bit for bit what the layer gives with the sparse pass turned off; the direct
+    /// one-channel kernel never takes it.
+    func testLimitChoosesThePass() {
+        var g = SeededGenerator(seed: 3)
+        let x = (0..<(2 * 12 * 12 * 16)).map { _ in g.nextUnitFloat() - 0.5 }
+        for algorithm in [Conv2D.Algorithm.winograd, .im2col] {
+            let sparse = Conv2D("conv", inputChannels: 16, outputChannels: 24, kernelSize: 3)
+            sparse.algorithm = algorithm
+            _ = convolutionPasses(sparse, input: Tensor(shape: [2, 12, 12, 16], values: x), density: 0.05)
+            XCTAssertTrue(sparse.lastBackwardWasSparse, "\(algorithm)")
+            let results = [8, 0].map { limit in
+                let conv = Conv2D("conv", inputChannels: 16, outputChannels: 24, kernelSize: 3)
+                conv.algorithm = algorithm
+                conv.sparseLimit = limit
+                let r = convolutionPasses(conv, input: Tensor(shape: [2, 12, 12, 16], values: x), density: 0.5)
+                XCTAssertFalse(conv.lastBackwardWasSparse, "\(algorithm)")
+                return r
+            }
+            XCTAssertEqual(results[0], results[1], "\(algorithm): declining the sparse pass changed the result")
+        }
+        let direct = Conv2D("conv", inputChannels: 1, outputChannels: 8, kernelSize: 3)
+        direct.sparseLimit = 1
+        _ = convolutionPasses(direct, input: Tensor(shape: [1, 6, 6, 1], values: Array(x.prefix(36))), density: 0.05)
+        XCTAssertFalse(direct.lastBackwardWasSparse)
+    }
+
+    /// In one batch a Winograd layer can take the sparse pass for one micro-batch and Winograd for the
+    /// next; the two working layouts of the weight gradient both reach the store at `endBatch`.
+    func testSparseAndWinogradPassesShareABatch() {
+        var g = SeededGenerator(seed: 4)
+        let x = Tensor(shape: [2, 10, 10, 16], values: (0..<(2 * 10 * 10 * 16)).map { _ in g.nextUnitFloat() - 0.5 })
+        let dys = [0.05, 1].map { density in
+            Tensor(shape: [2, 8, 8, 24], values: (0..<(2 * 8 * 8 * 24)).map { _ in g.nextUnitFloat() < density ? g.nextUnitFloat() - 0.5 : 0 })
+        }
+        func gradients(batched: Bool) -> [Float] {
+            let conv = Conv2D("conv", inputChannels: 16, outputChannels: 24, kernelSize: 3)
+            conv.algorithm = .winograd
+            let store = bindRandomParameters(conv, seed: 9)
+            if batched { conv.beginBatch() }
+            var paths: [Bool] = []
+            for dy in dys {
+                _ = conv.forward(x, training: true)
+                _ = conv.backward(dy, inputGradient: true)
+                paths.append(conv.lastBackwardWasSparse)
+            }
+            if batched { conv.endBatch() }
+            XCTAssertEqual(paths, [true, false])
+            return Array(UnsafeBufferPointer(start: store.gradients, count: store.count))
+        }
+        let batched = gradients(batched: true), separate = gradients(batched: false)
+        let worst = zip(batched, separate).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 1
+        XCTAssertLessThan(worst, 1e-5)
+        XCTAssertGreaterThan(separate.map(abs).max() ?? 0, 0.1)
     }
 }

@@ -43,6 +43,18 @@ void fedpi_winograd_output_gradient(const float *dy, long n0, long n1, const fed
 /// gw (oc, c, 3, 3) += Gᵀ·dU·G, with dU laid out [ξ][out][in] (36 × oc × c).
 void fedpi_winograd_add_filter_gradient(const float *du, long c, long oc, float *gw);
 
+/// Geometry of a stride-1 convolution: input (n, h, w, c) NHWC with `pad` zero pixels on each side, a
+/// ks×ks kernel, output (n, oh, ow, oc).
+typedef struct { long n, h, w, c, oh, ow, oc, ks, pad; } fedpi_conv_shape;
+/// Bytes of scratch `fedpi_conv_sparse_backward` needs (about 16·oh·ow·oc).
+size_t fedpi_conv_sparse_scratch_bytes(const fedpi_conv_shape *s);
+/// The backward pass over the nonzeros of dy (n, oh, ow, oc) alone: dwp (oc, ks, ks, c) += Σ dy·x-patch,
+/// and, when dx is not NULL, dx (n, h, w, c) = Σ dy·wp (overwritten), wp the weight packed (oc, ks, ks,
+/// c); the bias gradient is left to the caller. Returns the number of nonzeros, or -1 without
+/// changing dwp or dx when there are more than `max_nonzeros`. n·h·w·c must be below 2³¹.
+long fedpi_conv_sparse_backward(const float *x, const float *dy, const fedpi_conv_shape *s, const float *wp,
+                                float *dwp, float *dx, long max_nonzeros, void *scratch);
+
 /// Valid ks×ks convolution (stride 1) of one-channel images, computed directly: x is (n, h, w), y is
 /// (n, h−ks+1, w−ks+1, oc), wt is tap-major (ks·ks × oc, wt[ky·ks+kx][o], the transpose of PyTorch's
 /// (oc, 1, ks, ks)). ks ≤ 7.
