@@ -208,3 +208,10 @@ long fedpi_conv_sparse_backward(const float *x, const float *dy, const fedpi_con
 #endif
     return conv_sparse_backward_portable(x, dy, s, wp, dwp, dx, max_nonzeros, scratch);
 }
+
+size_t fedpi_sparse_gemm_scratch_bytes(long m, long k) { return (size_t)(2 * m * k + m) * 4; }
+
+void fedpi_sparse_gemm(long m, long n, long k, const float *a, long rsa, long csa, const float *b, long ldb,
+                       float beta, float *c, long ldc, void *scratch) {
+    DISPATCH(sparse_gemm, (m, n, k, a, rsa, csa, b, ldb, beta, c, ldc, scratch));
+}

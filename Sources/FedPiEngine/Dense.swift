@@ -1,5 +1,8 @@
 /// Fully connected layer. Input is (N, F), output (N, O); weight is (O, F) as in `torch.nn.Linear`.
 ///
+/// The input and weight gradients skip the output gradient's zeros (`GEMM.sparse`) when it has few
+/// enough of them (`sparseLimit`), as it does after ReLU and dropout.
+///
 /// Between `beginBatch` and `endBatch` the weight gradient dW = Σ dYᵀ·X is not added per micro-batch:
 /// the micro-batches' inputs and output gradients are kept and multiplied once, at `endBatch`. For
 /// mnist-cnn's fc1 (9216 → 128) dW is 4.7 MB, so adding it per 16 samples was a memory-bound pass.
@@ -16,6 +19,13 @@ public final class Dense: Layer {
     /// Rows of X and dY kept since `beginBatch`, for one dW product at `endBatch`.
     private let batchInputs = Tensor(shape: [0]), batchGradients = Tensor(shape: [0])
     private var batchRows = 0
+    /// Output gradients with at most one value in `sparseLimit` nonzero go through `GEMM.sparse` for
+    /// the input and weight gradients; 0 turns that off, 1 sends every one there. After ReLU and
+    /// dropout ~18% of fc1's output gradient in mnist-cnn is nonzero. On fc1's shapes the sparse
+    /// products take, against OpenBLAS, 0.24×/0.43×/0.65× the time for dX at 10/20/30% nonzero (even
+    /// near 45%) and 0.35×/0.62×/0.88× for dW (even near 33%).
+    public var sparseLimit = 3
+    private let sparseScratch = Tensor(shape: [0])
 
     public init(_ name: String, inputs: Int, outputs: Int) {
         self.name = name
@@ -23,7 +33,11 @@ public final class Dense: Layer {
         self.outputs = outputs
     }
 
-    public func replica() -> Layer { Dense(name, inputs: inputs, outputs: outputs) }
+    public func replica() -> Layer {
+        let copy = Dense(name, inputs: inputs, outputs: outputs)
+        copy.sparseLimit = sparseLimit
+        return copy
+    }
 
     public var parameterRequests: [ParameterRequest] {
         let bound = 1 / Float(inputs).squareRoot()
@@ -60,9 +74,19 @@ public final class Dense: Layer {
     /// dW += dyᵀ·x over `rows` rows.
     private func addWeightGradient(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int) {
         guard rows > 0 else { return }
+        if sparse(dy, count: rows * outputs) {
+            GEMM.sparse(transA: true, m: outputs, n: inputs, k: rows, a: dy, lda: outputs, b: x, ldb: inputs,
+                        beta: 1, c: store.gradients + weightOffset, ldc: inputs, scratch: sparseScratch)
+            return
+        }
         GEMM.gemm(
             transA: true, transB: false, m: outputs, n: inputs, k: rows,
             a: dy, lda: outputs, b: x, ldb: inputs, beta: 1, c: store.gradients + weightOffset, ldc: inputs)
+    }
+
+    /// Whether an output gradient is sparse enough for `GEMM.sparse`.
+    private func sparse(_ dy: UnsafePointer<Float>, count: Int) -> Bool {
+        sparseLimit > 0 && GEMM.nonzeros(dy, count: count) <= count / sparseLimit
     }
 
     public func forward(_ input: Tensor, training: Bool) -> Tensor {
@@ -97,6 +121,11 @@ public final class Dense: Layer {
         }
         guard inputGradient else { return nil }
         gradInput.resize(input.shape)
+        if sparse(dy, count: n * outputs) {
+            GEMM.sparse(transA: false, m: n, n: inputs, k: outputs, a: dy, lda: outputs, b: store.values + weightOffset,
+                        ldb: inputs, beta: 0, c: gradInput.data, ldc: inputs, scratch: sparseScratch)
+            return gradInput
+        }
         GEMM.gemm(
             transA: false, transB: false, m: n, n: inputs, k: outputs,
             a: dy, lda: outputs, b: store.values + weightOffset, ldb: inputs, beta: 0,

@@ -33,6 +33,27 @@ public enum GEMM {
         fedpi_gemm(m, n, k, alpha, a, transA ? 1 : lda, transA ? lda : 1, b, ldb, beta, c, ldc)
     }
 
+    /// `C = op(A) * B + beta * C` (beta 0 or 1) over A's nonzeros alone (`fedpi_sparse_gemm`): for an
+    /// A that is mostly zeros, such as an output gradient after ReLU and dropout. `scratch` is grown
+    /// as needed.
+    public static func sparse(
+        transA: Bool, m: Int, n: Int, k: Int,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, scratch: Tensor
+    ) {
+        precondition(beta == 0 || beta == 1, "GEMM.sparse: beta must be 0 or 1")
+        if m == 0 || n == 0 { return }
+        scratch.reserve((fedpi_sparse_gemm_scratch_bytes(m, k) + 3) / 4)
+        fedpi_sparse_gemm(m, n, k, a, transA ? 1 : lda, transA ? lda : 1, b, ldb, beta, c, ldc, scratch.data)
+    }
+
+    /// Nonzero values among the first `count` at `x`.
+    static func nonzeros(_ x: UnsafePointer<Float>, count: Int) -> Int {
+        var nz = 0
+        for i in 0..<count where x[i] != 0 { nz += 1 }
+        return nz
+    }
+
     /// The naive triple loop with a double accumulator; slow and obviously right.
     public static func gemmReference(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int,

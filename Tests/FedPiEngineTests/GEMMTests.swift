@@ -80,6 +80,48 @@ final class GEMMTests: XCTestCase {
         }
     }
 
+    /// The sparse product against the reference loop: A 0%, 20% and 100% nonzero, transposed or not,
+    /// beta 0 (C holding NaN, which must not be read) and 1, n below, at and past the 96-column block
+    /// (n = 5, 96, 100, 300), padded strides, AVX2 and portable kernels.
+    func testSparseProductMatchesReference() {
+        var g = SeededGenerator(seed: 7)
+        let scratch = Tensor(shape: [0])
+        for portable in [false, true] {
+            fedpi_kernels_prefer_portable(portable ? 1 : 0)
+            defer { fedpi_kernels_prefer_portable(0) }
+            for (m, k) in [(1, 1), (5, 7), (16, 64), (13, 0)] {
+                for n in [5, 96, 100, 300] {
+                    for density: Float in [0, 0.2, 1] {
+                        for transA in [false, true] {
+                            for beta: Float in [0, 1] {
+                                let lda = (transA ? m : k) + 3, ldb = n + 1, ldc = n + 2
+                                let a = (0..<((transA ? k : m) * lda)).map { _ in g.nextUnitFloat() < density ? g.nextUnitFloat() * 2 - 1 : 0 }
+                                let b = (0..<(k * ldb)).map { _ in g.nextUnitFloat() * 2 - 1 }
+                                let c0 = (0..<(m * ldc)).map { i in beta == 0 && i % ldc < n ? Float.nan : g.nextUnitFloat() }
+                                var sparse = c0, slow = c0.map { $0.isNaN ? 0 : $0 }
+                                sparse.withUnsafeMutableBufferPointer { c in
+                                    GEMM.sparse(transA: transA, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, beta: beta,
+                                                c: c.baseAddress!, ldc: ldc, scratch: scratch)
+                                }
+                                slow.withUnsafeMutableBufferPointer { c in
+                                    GEMM.gemmReference(transA: transA, transB: false, m: m, n: n, k: k, a: a, lda: lda,
+                                                       b: b, ldb: ldb, beta: beta, c: c.baseAddress!, ldc: ldc)
+                                }
+                                let context = "m\(m) n\(n) k\(k) density \(density) tA\(transA) beta\(beta) portable \(portable)"
+                                for i in 0..<m {
+                                    for j in 0..<n {
+                                        XCTAssertEqual(sparse[i * ldc + j], slow[i * ldc + j], accuracy: 1e-5 * Float(k) + 1e-6, context)
+                                    }
+                                    for j in n..<ldc { XCTAssertEqual(sparse[i * ldc + j], c0[i * ldc + j], "padding column written: \(context)") }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     func testReferenceKernelOnHandWorkedNumbers() {
         // [1 2; 3 4] x [5 6; 7 8] = [19 22; 43 50]
         let a: [Float] = [1, 2, 3, 4], b: [Float] = [5, 6, 7, 8]

@@ -415,3 +415,39 @@ final class SparseConvolutionBackwardTests: XCTestCase {
         XCTAssertGreaterThan(separate.map(abs).max() ?? 0, 0.1)
     }
 }
+
+/// Dense's input and weight gradients over the output gradient's nonzeros (`GEMM.sparse`).
+final class SparseDenseBackwardTests: XCTestCase {
+    /// With the sparse products forced (limit 1) and off (limit 0), a Dense layer gives the same input
+    /// and parameter gradients, alone and summed over two micro-batches of a batch, for an output
+    /// gradient 20% nonzero and a dense one, and so does the default limit (3).
+    func testSparseProductsMatchDenseOnes() {
+        var g = SeededGenerator(seed: 8)
+        let inputs = 300, outputs = 24
+        let xs = (0..<2).map { _ in Tensor(shape: [5, inputs], values: (0..<(5 * inputs)).map { _ in g.nextUnitFloat() - 0.5 }) }
+        for density: Float in [0.2, 1] {
+            let dys = (0..<2).map { _ in
+                Tensor(shape: [5, outputs], values: (0..<(5 * outputs)).map { _ in g.nextUnitFloat() < density ? g.nextUnitFloat() - 0.5 : 0 })
+            }
+            for batched in [false, true] {
+                let results = [0, 1, 3].map { limit -> [Float] in
+                    let dense = Dense("fc", inputs: inputs, outputs: outputs)
+                    dense.sparseLimit = limit
+                    let store = bindRandomParameters(dense, seed: 2)
+                    if batched { dense.beginBatch() }
+                    var dx: [Float] = []
+                    for (x, dy) in zip(xs, dys) {
+                        _ = dense.forward(x, training: true)
+                        dx += dense.backward(dy, inputGradient: true)!.array
+                    }
+                    if batched { dense.endBatch() }
+                    return dx + Array(UnsafeBufferPointer(start: store.gradients, count: store.count))
+                }
+                for (limit, r) in zip([1, 3], results.dropFirst()) {
+                    let worst = zip(results[0], r).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 1
+                    XCTAssertLessThan(worst, 1e-5, "limit \(limit), density \(density), batched \(batched)")
+                }
+            }
+        }
+    }
+}

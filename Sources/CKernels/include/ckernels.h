@@ -55,6 +55,14 @@ size_t fedpi_conv_sparse_scratch_bytes(const fedpi_conv_shape *s);
 long fedpi_conv_sparse_backward(const float *x, const float *dy, const fedpi_conv_shape *s, const float *wp,
                                 float *dwp, float *dx, long max_nonzeros, void *scratch);
 
+/// Bytes of scratch `fedpi_sparse_gemm` needs for an m × k op(A).
+size_t fedpi_sparse_gemm_scratch_bytes(long m, long k);
+/// C (m × n) = op(A)·B + beta·C (beta 0 or 1; with 0, C is not read), op(A)'s element (i, p) at
+/// a[i·rsa + p·csa], B row-major with row stride ldb. Only A's nonzeros cost anything: for A that is
+/// mostly zeros, such as the output gradient of a layer followed by ReLU and dropout.
+void fedpi_sparse_gemm(long m, long n, long k, const float *a, long rsa, long csa, const float *b, long ldb,
+                       float beta, float *c, long ldc, void *scratch);
+
 /// Valid ks×ks convolution (stride 1) of one-channel images, computed directly: x is (n, h, w), y is
 /// (n, h−ks+1, w−ks+1, oc), wt is tap-major (ks·ks × oc, wt[ky·ks+kx][o], the transpose of PyTorch's
 /// (oc, 1, ks, ks)). ks ≤ 7.
