@@ -7,6 +7,10 @@ import CKernels
 ///
 /// The column matrix is built for a chunk of samples at a time (at most `columnBudget` floats) and
 /// rebuilt in the backward pass instead of being kept, so memory stays small at any batch size.
+///
+/// The backward pass skips the output gradient's zeros when at most 1 in `sparseLimit` values is
+/// nonzero (`fedpi_conv_sparse_backward`), for im2col and Winograd layers: after max pooling, ReLU and
+/// dropout that is the common case.
 public final class Conv2D: Layer {
     public enum Padding: Sendable { case valid, same }
     /// How the convolution is computed. `automatic` uses Winograd F(4×4, 3×3) for 3×3 kernels with at
@@ -52,8 +56,8 @@ public final class Conv2D: Layer {
     /// Output gradients with at most one value in `sparseLimit` nonzero take the sparse backward pass
     /// (`fedpi_conv_sparse_backward`), unless the layer uses the direct kernel; 1 sends every pass
     /// there, 0 none. After max pooling at most 1 in 4 values is nonzero, and ReLU and dropout thin
-    /// them further: 7–11% in mnist-cnn's conv2. Measured on conv2's shape against Winograd, the
-    /// sparse pass takes 0.5× the time at 5% nonzero, 0.75–0.83× at 10%, and breaks even near 12.5%.
+    /// them further: 7–11% in mnist-cnn's conv2. On conv2 against Winograd (`fedpi sparse-bench`) the
+    /// sparse pass takes 0.66× the time at 7% nonzero, 0.84× at 10%, 0.96× at 12.5%, 1.11× at 15%.
     public var sparseLimit = 8
     /// Whether the last backward pass was the sparse one.
     public private(set) var lastBackwardWasSparse = false

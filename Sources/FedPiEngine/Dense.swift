@@ -21,9 +21,9 @@ public final class Dense: Layer {
     private var batchRows = 0
     /// Output gradients with at most one value in `sparseLimit` nonzero go through `GEMM.sparse` for
     /// the input and weight gradients; 0 turns that off, 1 sends every one there. After ReLU and
-    /// dropout ~18% of fc1's output gradient in mnist-cnn is nonzero. On fc1's shapes the sparse
-    /// products take, against OpenBLAS, 0.24×/0.43×/0.65× the time for dX at 10/20/30% nonzero (even
-    /// near 45%) and 0.35×/0.62×/0.88× for dW (even near 33%).
+    /// dropout ~18% of fc1's output gradient in mnist-cnn is nonzero. On fc1 against OpenBLAS (`fedpi
+    /// sparse-bench`: a batch's input gradients and weight gradient) the sparse products take 0.39× the
+    /// time at 10% nonzero, 0.60× at 18%, 0.77× at 25%, 0.93× at 33%.
     public var sparseLimit = 3
     private let sparseScratch = Tensor(shape: [0])
 

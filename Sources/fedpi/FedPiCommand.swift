@@ -6,11 +6,12 @@ struct FedPiCommand: AsyncParsableCommand {
         commandName: "fedpi",
         abstract: "FedPi: federated learning for fleets of small Linux boards.",
         discussion: """
-            Train a model on MNIST-format data on this machine, look at a data set, or inspect and convert model files.
+            Train a model on MNIST-format data on this machine, look at a data set, inspect and convert model files, \
+            or time the engine's sparse backward passes (sparse-bench).
             Data sets are folders of IDX files (raw or .gz), e.g. Fashion-MNIST from the Debian package
             dataset-fashion-mnist in /usr/share/datasets/fashion-mnist (the default).
             """,
-        subcommands: [Train.self, Simulate.self, DataCommand.self, ModelCommand.self])
+        subcommands: [Train.self, Simulate.self, DataCommand.self, ModelCommand.self, BenchSparse.self])
 }
 
 struct DataCommand: ParsableCommand {

@@ -137,6 +137,24 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("dirichlet:ALPHA:N"), bad.stderr)
     }
 
+    /// `fedpi sparse-bench` prints a row per density with both layers' dense and sparse times, and
+    /// refuses a density outside 0...1 with the option's name.
+    func testSparseBenchPrintsARowPerDensity() throws {
+        let r = try fedpi("sparse-bench", "--densities", "0.05,0.5", "--repetitions", "1")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rows = r.stdout.split(separator: "\n").filter { $0.contains("%") && $0.contains("x") }
+        XCTAssertEqual(rows.count, 2, r.stdout)
+        XCTAssertTrue(rows[0].hasPrefix("   5.0%") && rows[1].hasPrefix("  50.0%"), r.stdout)
+        for row in rows {
+            let numbers = row.split(separator: " ").dropFirst().compactMap { Double($0.replacingOccurrences(of: "x", with: "")) }
+            XCTAssertEqual(numbers.count, 6, String(row))
+            XCTAssertTrue(numbers.allSatisfy { $0 > 0 }, String(row))
+        }
+        let bad = try fedpi("sparse-bench", "--densities", "0.1,2")
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--densities: '2' is not a number from 0 to 1"), bad.stderr)
+    }
+
     func testHelpDescribesOptions() throws {
         let r = try fedpi("train", "--help")
         XCTAssertEqual(r.status, 0)
