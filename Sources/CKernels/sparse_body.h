@@ -178,7 +178,7 @@ static long KS(conv_sparse_backward)(const float *x, const float *dy, const fedp
 
 /* C (m × n) = op(A) · B + beta·C for an A that is mostly zeros: each row of op(A) (element (i, p) at
  * a[i·rsa + p·csa]) is listed as (p, value) pairs, then C is made SP_BLOCK columns at a time, each row
- * of the block summed in registers over its row's pairs. The block of B (k rows) is used by every row
+ * of the block summed in registers over its row's pairs (SP_SUM; C is zeroed first when beta is 0). The block of B (k rows) is used by every row
  * of C, so it is read from memory once; the next block is prefetched while this one is used. */
 static void KS(sparse_gemm)(long m, long n, long k, const float *a, long rsa, long csa, const float *b, long ldb,
                             float beta, float *c, long ldc, void *scratch) {
@@ -194,35 +194,17 @@ static void KS(sparse_gemm)(long m, long n, long k, const float *a, long rsa, lo
         }
         rowEnd[i] = (int32_t)nz;
     }
-    long j = 0;
-    for (; j + SP_BLOCK <= n; j += SP_BLOCK) {
+    for (long j = 0; j < n; j += SP_BLOCK) {
+        long width = n - j < SP_BLOCK ? n - j : SP_BLOCK;
         if (j + 2 * SP_BLOCK <= n)
             for (long p = 0; p < k; p++)
                 for (int l = 0; l < SP_BLOCK; l += 16) __builtin_prefetch(b + p * ldb + j + SP_BLOCK + l);
         long start = 0;
         for (long i = 0; i < m; i++) {
             const int32_t *ps = cols + start;
-            const float *gs = vals + start;
-            long count = rowEnd[i] - start;
-            start = rowEnd[i];
             float *dst = c + i * ldc + j;
-            v8 acc[12];
-            for (int v = 0; v < 12; v++) acc[v] = beta != 0 ? beta * *(const v8u *)(dst + 8 * v) : (v8){0};
-            for (long e = 0; e < count; e++) {
-                float g = gs[e];
-                v8 gv = {g, g, g, g, g, g, g, g};
-                const float *src = b + ps[e] * ldb + j;
-                for (int v = 0; v < 12; v++) acc[v] = acc[v] + gv * *(const v8u *)(src + 8 * v);
-            }
-            for (int v = 0; v < 12; v++) *(v8u *)(dst + 8 * v) = acc[v];
-        }
-    }
-    if (j < n) {  /* the last columns, fewer than a block */
-        long start = 0;
-        for (long i = 0; i < m; i++) {
-            float *dst = c + i * ldc + j;
-            for (long q = 0; q < n - j; q++) dst[q] = beta != 0 ? beta * dst[q] : 0;
-            for (long e = start; e < rowEnd[i]; e++) KS(sp_axpy)(dst, b + cols[e] * ldb + j, vals[e], n - j);
+            if (beta == 0) memset(dst, 0, (size_t)width * sizeof(float));
+            SP_SUM(dst, width, rowEnd[i] - start, vals + start, b + ps[e_] * ldb + j, 0);
             start = rowEnd[i];
         }
     }
