@@ -8,7 +8,6 @@
 typedef float v8 __attribute__((vector_size(32)));
 /* the same vector with 4-byte alignment, for loads and stores at any float address */
 typedef float v8u __attribute__((vector_size(32), aligned(4)));
-typedef int v8i __attribute__((vector_size(32)));
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif

@@ -150,3 +150,10 @@ void fedpi_transpose(const float *src, long rows, long cols, float *dst) {
     for (long r = rv; r < rows; r++)
         for (long c = 0; c < cols; c++) dst[c * rows + r] = src[r * cols + c];
 }
+
+long fedpi_nonzeros(const float *x, long n) {
+    long count = 0, i = 0;
+    for (; i + 8 <= n; i += 8) count -= __builtin_reduce_add((v8i)(*(const v8 *)(x + i) != (v8){0}));
+    for (; i < n; i++) count += x[i] != 0;
+    return count;
+}

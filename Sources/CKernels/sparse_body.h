@@ -69,12 +69,7 @@ static long KS(conv_sparse_backward)(const float *x, const float *dy, const fedp
                                      float *dwp, float *dx, long max_nonzeros, void *scratch) {
     long oc = s->oc, c = s->c, ks = s->ks, run = ks * c, rowStride = s->w * c, perSample = s->oh * s->ow;
     /* the budget first, before anything is changed */
-    long total = 0, count = s->n * perSample * oc, i = 0;
-    for (; i + 8 <= count; i += 8) {
-        v8 v = *(const v8u *)(dy + i);
-        total -= __builtin_reduce_add((v8i)(v != (v8){0}));
-    }
-    for (; i < count; i++) total += dy[i] != 0;
+    long total = fedpi_nonzeros(dy, s->n * perSample * oc);
     if (total > max_nonzeros) return -1;
     if (dx) memset(dx, 0, (size_t)(s->n * s->h * s->w * c) * sizeof(float));
 

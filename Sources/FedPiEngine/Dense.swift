@@ -1,3 +1,5 @@
+import CKernels
+
 /// Fully connected layer. Input is (N, F), output (N, O); weight is (O, F) as in `torch.nn.Linear`.
 ///
 /// The input and weight gradients skip the output gradient's zeros (`GEMM.sparse`) when it has few
@@ -86,7 +88,7 @@ public final class Dense: Layer {
 
     /// Whether an output gradient is sparse enough for `GEMM.sparse`.
     private func sparse(_ dy: UnsafePointer<Float>, count: Int) -> Bool {
-        sparseLimit > 0 && GEMM.nonzeros(dy, count: count) <= count / sparseLimit
+        sparseLimit > 0 && fedpi_nonzeros(dy, count) <= count / sparseLimit
     }
 
     public func forward(_ input: Tensor, training: Bool) -> Tensor {

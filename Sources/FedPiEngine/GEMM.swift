@@ -47,13 +47,6 @@ public enum GEMM {
         fedpi_sparse_gemm(m, n, k, a, transA ? 1 : lda, transA ? lda : 1, b, ldb, beta, c, ldc, scratch.data)
     }
 
-    /// Nonzero values among the first `count` at `x`.
-    static func nonzeros(_ x: UnsafePointer<Float>, count: Int) -> Int {
-        var nz = 0
-        for i in 0..<count where x[i] != 0 { nz += 1 }
-        return nz
-    }
-
     /// The naive triple loop with a double accumulator; slow and obviously right.
     public static func gemmReference(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int,

@@ -80,6 +80,9 @@ void fedpi_relu_backward(const float *y, float *dy, long n);
 /// first (bits 8 or 16), an element kept when its field is below `threshold`.
 void fedpi_dropout(const float *x, float *y, long n, uint64_t state[4], int bits, uint64_t threshold, float scale);
 
+/// How many of x[0..n) are not zero (NaN counts as not zero).
+long fedpi_nonzeros(const float *x, long n);
+
 /// dst (cols × rows) = the transpose of src (rows × cols), both row-major; they must not overlap.
 void fedpi_transpose(const float *src, long rows, long cols, float *dst);
 
