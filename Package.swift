@@ -25,6 +25,12 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // Fleet identity: TLS (BoringSSL inside swift-nio-ssl) and the fleet CA's certificates.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         .systemLibrary(
@@ -45,10 +51,23 @@ let package = Package(
         .target(name: "FedPiWire", dependencies: ["FedPiEngine", "CHalf", "CZlib"], swiftSettings: optimized),
         .target(name: "FedPiFederation", dependencies: ["FedPiEngine", "FedPiWire"], swiftSettings: optimized),
         .target(name: "FedPiData", dependencies: ["CZlib", "FedPiEngine"], swiftSettings: optimized),
+        // Fleet identity: certificates with a node name and a role, the fleet CA, TLS contexts that
+        // require them, the deny-list. The worker, the aggregator and `fedpi certs` share it.
+        .target(
+            name: "FedPiIdentity",
+            dependencies: [
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]),
         .executableTarget(
             name: "fedpi",
             dependencies: [
-                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation",
+                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation", "FedPiIdentity",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(
@@ -61,7 +80,8 @@ let package = Package(
             name: "FedPiWorker",
             dependencies: [
                 "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation",
-                "FedPiRuntime", .product(name: "Hummingbird", package: "hummingbird"),
+                "FedPiRuntime", "FedPiIdentity", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .target(
@@ -69,7 +89,7 @@ let package = Package(
             dependencies: [
                 "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "GRDB", package: "GRDB.swift"), "FedPiRuntime",
+                .product(name: "GRDB", package: "GRDB.swift"), "FedPiRuntime", "FedPiIdentity",
             ]),
         .executableTarget(
             name: "fedpi-worker",
@@ -86,6 +106,7 @@ let package = Package(
             name: "FedPiWorkerTests",
             dependencies: ["FedPiWorker", "FedPiTesting", .product(name: "HummingbirdTesting", package: "hummingbird")]),
         .testTarget(name: "FedPiRuntimeTests", dependencies: ["FedPiRuntime", "FedPiTesting"]),
+        .testTarget(name: "FedPiIdentityTests", dependencies: ["FedPiIdentity"]),
         .testTarget(
             name: "FedPiAggregatorTests",
             dependencies: ["FedPiAggregator", "FedPiTesting", .product(name: "Logging", package: "swift-log")]),

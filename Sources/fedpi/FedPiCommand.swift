@@ -11,7 +11,7 @@ struct FedPiCommand: AsyncParsableCommand {
             Data sets are folders of IDX files (raw or .gz), e.g. Fashion-MNIST from the Debian package
             dataset-fashion-mnist in /usr/share/datasets/fashion-mnist (the default).
             """,
-        subcommands: [Train.self, Simulate.self, DataCommand.self, ModelCommand.self, BenchSparse.self])
+        subcommands: [Train.self, Simulate.self, DataCommand.self, ModelCommand.self, CertsCommand.self, BenchSparse.self])
 }
 
 struct DataCommand: ParsableCommand {
