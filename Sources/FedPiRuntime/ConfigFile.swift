@@ -79,6 +79,20 @@ public final class ConfigFile {
         return b
     }
 
+    /// An array of strings.
+    public func strings(_ key: String) throws(ConfigError) -> [String]? {
+        guard let v = value(key) else { return nil }
+        guard let a = v.array, a.allSatisfy({ $0.string != nil }) else { throw wrong(key, "an array of strings") }
+        return a.compactMap(\.string)
+    }
+
+    /// A table (`[key]`), read with its own accessors.
+    public func table(_ key: String) throws(ConfigError) -> ConfigFile? {
+        guard let v = value(key) else { return nil }
+        guard let t = v.table else { throw wrong(key, "a table ([\(key)])") }
+        return ConfigFile(table: t, path: path, prefix: "\(prefix)\(key).")
+    }
+
     /// An array of tables (`[[key]]`), each read with its own accessors.
     public func tables(_ key: String) throws(ConfigError) -> [ConfigFile] {
         guard let v = value(key) else { return [] }

@@ -22,6 +22,9 @@ public struct SystemdNotifier: Sendable {
 
     public func ready(status: String) { send("READY=1\nSTATUS=\(status)") }
     public func status(_ text: String) { send("STATUS=\(text)") }
+    /// Around a reload (SIGHUP): RELOADING=1, then READY=1 when done.
+    public func reloading() { send("RELOADING=1") }
+    public func reloaded() { send("READY=1") }
     public func stopping(status: String = "stopping") { send("STOPPING=1\nSTATUS=\(status)") }
 
     /// WatchdogSec= of the unit, from WATCHDOG_USEC (nil: no watchdog for this process).

@@ -1,6 +1,7 @@
 import FedPiData
 import FedPiEngine
 import FedPiFederation
+import FedPiIdentity
 import FedPiRuntime
 import FedPiWire
 #if canImport(FoundationEssentials)
@@ -9,11 +10,13 @@ import FoundationEssentials
 import Foundation
 #endif
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import Synchronization
+import UnixSignals
 
 /// The worker daemon: its data shard, its task runner and the HTTP API of DESIGN.md.
 public final class WorkerService: Sendable {
@@ -29,12 +32,20 @@ public final class WorkerService: Sendable {
     let started = ContinuousClock.now
     /// Largest request body accepted (a model file).
     let maxBodyBytes: Int
+    /// Mutual TLS with the fleet CA; nil: plain HTTP.
+    public let identity: WorkerIdentity?
+    /// The deny-list as it is now (re-read on SIGHUP with the certificates).
+    let currentDeny: @Sendable () throws -> Set<String>
 
     /// Loads the data shard (this node's samples, kept in a file in the state directory) and the
     /// finished-update store.
     public init(settings: WorkerSettings, model: String = "mnist-cnn", fault: TaskRunner.Fault? = nil,
-                maxBodyBytes: Int = WireLimits().maxFileBytes, logger: Logger) throws {
+                maxBodyBytes: Int = WireLimits().maxFileBytes, identity: WorkerIdentity? = nil,
+                currentDeny: (@Sendable () throws -> Set<String>)? = nil, logger: Logger) throws {
         self.settings = settings
+        self.identity = identity
+        let deny = settings.deny
+        self.currentDeny = currentDeny ?? { deny }
         self.maxBodyBytes = maxBodyBytes
         self.model = model
         self.logger = logger
@@ -69,6 +80,17 @@ public final class WorkerService: Sendable {
         var progress: Progress
         var uptimeSeconds: Double
         var health: BoardHealth
+        var tls: TLSInfo?
+    }
+
+    /// The worker's own certificate, as `/v1/node` shows it.
+    struct TLSInfo: Codable {
+        var name: String?
+        var role: String?
+        var expires: String
+        var daysLeft: Int
+        var fingerprint: String
+        var warning: String?
     }
 
     struct Progress: Codable {
@@ -97,7 +119,13 @@ public final class WorkerService: Sendable {
         return NodeInfo(
             node: settings.name, version: WorkerService.version, models: ModelZoo.names, model: model, dataset: settings.data,
             samples: trainSamples, classes: classes, testSamples: test.withLock { try? $0?.get().count }, state: s.phase.rawValue, round: s.round,
-            progress: progress(s), uptimeSeconds: Double((ContinuousClock.now - started).components.seconds), health: .read())
+            progress: progress(s), uptimeSeconds: Double((ContinuousClock.now - started).components.seconds), health: .read(),
+            tls: identity.map { id in
+                let c = id.certificate
+                return TLSInfo(name: c.name, role: c.role?.rawValue, expires: IdentityFiles.day(c.notValidAfter),
+                               daysLeft: Int(c.notValidAfter.timeIntervalSinceNow / 86_400), fingerprint: c.fingerprint,
+                               warning: id.expiryWarning())
+            })
     }
 
     func progress(_ s: TaskRunner.Snapshot) -> Progress {
@@ -107,8 +135,9 @@ public final class WorkerService: Sendable {
     /// The longest a collect call may hold the connection.
     static let maxWait = 60.0
 
-    public func router() -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+    public func router() -> Router<WorkerContext> {
+        let router = Router(context: WorkerContext.self)
+        if let identity { router.add(middleware: AccessMiddleware(identity: identity, logger: logger)) }
         router.get("v1/health") { _, _ in self.json(Message(state: "ok")) }
         router.get("v1/node") { _, _ in self.json(self.info()) }
         router.put("v1/rounds/:round") { request, context in
@@ -246,7 +275,11 @@ public final class WorkerService: Sendable {
                         body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
-    /// One line for `systemctl status`: what the worker is doing now.
+    /// One line for `systemctl status`: what the worker is doing now, and a certificate about to expire.
+    func statusLine(_ s: TaskRunner.Snapshot) -> String {
+        WorkerService.statusLine(s) + (identity?.expiryWarning().map { "; " + $0 } ?? "")
+    }
+
     static func statusLine(_ s: TaskRunner.Snapshot) -> String {
         guard let round = s.round else { return "idle, waiting for an aggregator" }
         switch s.phase {
@@ -286,21 +319,36 @@ public final class WorkerService: Sendable {
     public func run(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let logger = self.logger
         let notifier = SystemdNotifier()
-        runner.setOnChange { notifier.status(WorkerService.statusLine($0)) }
+        runner.setOnChange { notifier.status(self.statusLine($0)) }
         let stallLimit = max(.seconds(60), (notifier.watchdogInterval ?? .zero) * 2)
         let watchdog = WatchdogService(notifier: notifier) { await self.healthy(stallLimit: stallLimit) }
+        var services: [any Service] = [watchdog]
+        let server: HTTPServerBuilder
+        if let identity {
+            server = FleetTLSChannel.builder(identity, configuration: .init())
+            services.append(ReloadService(identity: identity, deny: currentDeny, notifier: notifier, logger: logger) {
+                notifier.status(self.statusLine(self.runner.snapshot))
+            })
+            let c = identity.certificate
+            logger.info("serving HTTPS with mutual TLS: clients need a certificate of the fleet CA; only the aggregator's may send tasks",
+                        metadata: ["certificate": "\(c.name ?? "?")", "expires": "\(IdentityFiles.day(c.notValidAfter))"])
+            if let warning = identity.expiryWarning() { logger.warning("\(warning)") }
+        } else {
+            server = .http1()
+            logger.warning("no TLS configured: this worker accepts unauthenticated requests from anyone who can reach its port")
+        }
         let app = Application(
             router: router(),
+            server: server,
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "fedpi-worker"),
-            services: [watchdog],
+            services: services,
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 // Hummingbird itself logs "Server started and listening on HOST:PORT" with the node's metadata
-                notifier.ready(status: "listening on port \(port); " + WorkerService.statusLine(self.runner.snapshot))
+                notifier.ready(status: "listening on port \(port); " + self.statusLine(self.runner.snapshot))
                 await onListening(port)
             },
             logger: logger)
-        logger.warning("no TLS configured: this worker accepts unauthenticated requests from anyone who can reach its port")
         try await app.runService()
     }
 }
@@ -320,6 +368,36 @@ struct WatchdogService: Service {
             }
         } onGracefulShutdown: {
             notifier.stopping()
+        }
+    }
+}
+
+/// Re-reads the certificates and the deny-list on SIGHUP (`systemctl reload fedpi-worker`). A file that
+/// cannot be used is logged and the current identity stays; the running task is never touched.
+struct ReloadService: Service {
+    let identity: WorkerIdentity
+    let deny: @Sendable () throws -> Set<String>
+    let notifier: SystemdNotifier
+    let logger: Logger
+    let onReload: @Sendable () -> Void
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await cancelWhenGracefulShutdown {
+            for await _ in signals {
+                notifier.reloading()
+                do {
+                    try identity.reload(deny: try deny())
+                    let c = identity.certificate
+                    logger.notice("reloaded the TLS certificate", metadata: [
+                        "certificate": "\(c.name ?? "?")", "expires": "\(IdentityFiles.day(c.notValidAfter))", "sha256": "\(c.fingerprint)"])
+                    if let warning = identity.expiryWarning() { logger.warning("\(warning)") }
+                } catch {
+                    logger.error("reload failed, keeping the current certificate: \(error)")
+                }
+                onReload()
+                notifier.reloaded()
+            }
         }
     }
 }

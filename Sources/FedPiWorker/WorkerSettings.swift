@@ -1,6 +1,12 @@
 import FedPiData
 import FedPiEngine
+import FedPiIdentity
 import FedPiRuntime
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// Everything a worker needs to start: from a TOML file, then overridden by flags.
 public struct WorkerSettings: Sendable {
@@ -21,6 +27,14 @@ public struct WorkerSettings: Sendable {
     public var stateDir = "/var/lib/fedpi"
     /// Training lanes (nil: one per core).
     public var lanes: Int?
+    /// This worker's certificate, its key and the fleet CA (PEM files); all three or none.
+    public var tlsCertificate: String?
+    public var tlsKey: String?
+    public var tlsAuthority: String?
+    /// SHA-256 fingerprints of revoked certificates, refused whatever their signature.
+    public var deny: Set<String> = []
+    /// Serve plain HTTP on a non-loopback address (anyone who reaches the port may use the worker).
+    public var insecure = false
 
     public init() {}
 
@@ -37,7 +51,54 @@ public struct WorkerSettings: Sendable {
         if let v = try f.int("seed", in: 0...Int.max) { seed = UInt64(v) }
         if let v = try f.string("state_dir") { stateDir = v }
         if let v = try f.int("lanes", in: 1...256) { lanes = v }
+        if let v = try f.string("tls_cert") { tlsCertificate = v }
+        if let v = try f.string("tls_key") { tlsKey = v }
+        if let v = try f.string("tls_ca") { tlsAuthority = v }
+        if let v = try f.strings("tls_deny") { deny = try WorkerSettings.fingerprints(v, path: path) }
+        if let v = try f.bool("insecure") { insecure = v }
         try f.finish()
+    }
+
+    /// Deny-list entries as normalized fingerprints (64 hex digits, colons allowed).
+    public static func fingerprints(_ entries: [String], path: String) throws(ConfigError) -> Set<String> {
+        var out = Set<String>()
+        for e in entries {
+            guard let f = FleetCertificate.normalizedFingerprint(e) else {
+                throw ConfigError("\(path): tls_deny entry \(e.prefix(80)) is not a SHA-256 fingerprint (64 hex digits, as fedpi certs inspect prints)")
+            }
+            out.insert(f)
+        }
+        return out
+    }
+
+    /// The TLS files, when configured. Without `tls_key`, systemd's credential `tls.key`
+    /// (`LoadCredential=tls.key:…` puts it in `$CREDENTIALS_DIRECTORY`) is the key.
+    public func tlsFiles(environment: [String: String] = ProcessInfo.processInfo.environment) throws(ConfigError) -> TLSFiles? {
+        var key = tlsKey
+        if key == nil, tlsCertificate != nil, let credentials = environment["CREDENTIALS_DIRECTORY"] {
+            key = credentials + "/tls.key"
+        }
+        switch (tlsCertificate, key, tlsAuthority) {
+        case (nil, nil, nil): return nil
+        case let (certificate?, key?, authority?): return TLSFiles(certificate: certificate, key: key, authority: authority)
+        default: throw ConfigError("TLS needs all three of tls_cert, tls_key and tls_ca (--tls-cert, --tls-key, --tls-ca)")
+        }
+    }
+
+    /// Whether `host` only reaches this machine.
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    /// Secure by default: plain HTTP only on loopback unless `insecure` is set.
+    public func checkExposure(tls: Bool) throws(ConfigError) {
+        if !tls, !insecure, !WorkerSettings.isLoopback(host) {
+            throw ConfigError("""
+                refusing to serve plain HTTP on \(host):\(port): anyone who reaches it could send tasks and read updates. \
+                Give tls_cert, tls_key and tls_ca (made with fedpi certs; README "Security"), listen on 127.0.0.1, \
+                or pass --insecure (insecure = true) on a network you trust
+                """)
+        }
     }
 
     /// "HOST:PORT" or ":PORT" (all interfaces) or "PORT" (loopback).

@@ -21,6 +21,11 @@ struct WorkerCommand: AsyncParsableCommand {
               data = "/srv/mnist"
               classes = "0-3"            # or partition = "iid:1/3"
               state_dir = "/var/lib/fedpi"
+              tls_cert = "/etc/fedpi/tls/pi-1.crt"   # with tls_key and tls_ca: HTTPS, mutual TLS
+              tls_ca = "/etc/fedpi/tls/ca.crt"
+              tls_deny = []              # SHA-256 fingerprints of revoked certificates
+            Without TLS the worker listens only on loopback unless --insecure is given.
+            SIGHUP (systemctl reload) re-reads the certificates and tls_deny; the running task goes on.
             API: GET /v1/health, GET /v1/node, PUT /v1/rounds/R, GET /v1/rounds/R/update?wait=S,
             DELETE /v1/rounds/R, POST /v1/evaluate, GET /metrics.
             """,
@@ -59,6 +64,18 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Model this worker trains: \(ModelZoo.names.joined(separator: ", ")).", valueName: "name"))
     var model: String = "mnist-cnn"
 
+    @Option(help: ArgumentHelp("This worker's certificate (PEM, from fedpi certs). With --tls-key and --tls-ca: HTTPS with mutual TLS.", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(help: ArgumentHelp("This worker's private key (PEM). Under systemd, the credential tls.key when not given.", valueName: "file"))
+    var tlsKey: String?
+
+    @Option(help: ArgumentHelp("The fleet CA's certificate: clients must present a certificate it signed.", valueName: "file"))
+    var tlsCa: String?
+
+    @Flag(help: "Serve plain HTTP on a non-loopback address: anyone who reaches the port can send tasks and read updates.")
+    var insecure = false
+
     @Option(help: ArgumentHelp("Write the bound port to this file once listening (for scripts using port 0).", valueName: "file"))
     var portFile: String?
 
@@ -86,12 +103,33 @@ struct WorkerCommand: AsyncParsableCommand {
             if let testLimit { s.testLimit = testLimit }
             if let stateDir { s.stateDir = stateDir }
             if let lanes { s.lanes = lanes }
+            if let tlsCert { s.tlsCertificate = tlsCert }
+            if let tlsKey { s.tlsKey = tlsKey }
+            if let tlsCa { s.tlsAuthority = tlsCa }
+            if insecure { s.insecure = true }
         } catch {
             throw ValidationError("\(error)")
         }
         var logger = Logger(label: "fedpi-worker")
         logger[metadataKey: "node"] = "\(s.name)"
-        let service = try WorkerService(settings: s, model: model, fault: debugCorruptUpdates.flatMap(TaskRunner.Fault.init(rawValue:)), logger: logger)
+        let identity: WorkerIdentity?
+        do {
+            let files = try s.tlsFiles()
+            try s.checkExposure(tls: files != nil)
+            identity = try files.map { files throws in try WorkerIdentity(files: files, deny: s.deny) }
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        // SIGHUP re-reads the deny-list from the config file with the certificates
+        let config = self.config, initialDeny = s.deny
+        let currentDeny: @Sendable () throws -> Set<String> = {
+            guard let config else { return initialDeny }
+            var fresh = WorkerSettings()
+            try fresh.load(path: config)
+            return fresh.deny
+        }
+        let service = try WorkerService(settings: s, model: model, fault: debugCorruptUpdates.flatMap(TaskRunner.Fault.init(rawValue:)),
+                                        identity: identity, currentDeny: currentDeny, logger: logger)
         let portFile = self.portFile
         try await service.run { port in
             if let portFile { try? String(port).write(toFile: portFile, atomically: true, encoding: .utf8) }

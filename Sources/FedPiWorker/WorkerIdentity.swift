@@ -1,0 +1,161 @@
+import FedPiIdentity
+import FedPiRuntime
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOSSL
+import Synchronization
+
+/// The worker's TLS identity: its certificate, key and the fleet CA, the deny-list, and the TLS
+/// context new connections use. `reload` reads the files again (SIGHUP): connections opened after it
+/// use the new certificate; open connections and the running task are not touched.
+public final class WorkerIdentity: Sendable {
+    struct Current {
+        var material: TLSMaterial
+        var context: NIOSSLContext
+        var deny: Set<String>
+    }
+
+    let current: Mutex<Current>
+    let files: TLSFiles
+    /// Days before expiry from which the worker warns (log and STATUS line).
+    static let warnDays = 30.0
+
+    public init(files: TLSFiles, deny: Set<String>) throws(IdentityError) {
+        self.files = files
+        current = Mutex(try WorkerIdentity.load(files, deny: deny))
+    }
+
+    static func load(_ files: TLSFiles, deny: Set<String>) throws(IdentityError) -> Current {
+        let material = try TLSMaterial(files: files, role: .worker)
+        if deny.contains(material.own.fingerprint) {
+            throw IdentityError("\(files.certificate) is on this worker's own deny-list (tls_deny)")
+        }
+        do {
+            return Current(material: material, context: try NIOSSLContext(configuration: material.serverConfiguration()), deny: deny)
+        } catch {
+            throw IdentityError("\(files.certificate): TLS cannot use it: \(error)")
+        }
+    }
+
+    /// Reads the files again; on any error the old identity stays in use.
+    public func reload(deny: Set<String>) throws(IdentityError) {
+        let fresh = try WorkerIdentity.load(files, deny: deny)
+        current.withLock { $0 = fresh }
+    }
+
+    var context: NIOSSLContext { current.withLock { $0.context } }
+    public var certificate: FleetCertificate { current.withLock { $0.material.own } }
+    var deny: Set<String> { current.withLock { $0.deny } }
+
+    /// A warning for the log and the STATUS line when the certificate expires within `warnDays`.
+    public func expiryWarning(now: Date = Date()) -> String? {
+        let c = certificate
+        let days = c.notValidAfter.timeIntervalSince(now) / 86_400
+        guard days < WorkerIdentity.warnDays else { return nil }
+        return "TLS certificate expires on \(IdentityFiles.day(c.notValidAfter)) (\(max(0, Int(days))) days): issue a new one and run systemctl reload fedpi-worker"
+    }
+
+    /// What a request may do: any certificate of the fleet reads health, node info and metrics; only
+    /// the aggregator's sends tasks, collects updates, cancels and evaluates. nil: allowed; otherwise
+    /// the reason for a 403.
+    func refusal(peer: FleetCertificate?, method: HTTPRequest.Method, path: String) -> String? {
+        guard let peer else { return "no client certificate" }
+        let who = "\(peer.name ?? "?") (\(peer.role?.rawValue ?? "no role"))"
+        if deny.contains(peer.fingerprint) { return "the certificate of \(who) is revoked (on this worker's tls_deny list)" }
+        if method == .get, WorkerIdentity.readOnlyPaths.contains(path) { return nil }
+        if peer.role == .aggregator { return nil }
+        return "\(method.rawValue) \(path) needs the aggregator's certificate; this one is \(who)"
+    }
+
+    static let readOnlyPaths: Set<String> = ["/v1/health", "/v1/node", "/metrics"]
+
+    /// The certificate the client presented on this connection.
+    static func peer(of channel: any Channel) async -> FleetCertificate? {
+        let der = try? await channel.eventLoop.submit { () -> [UInt8]? in
+            try channel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate?.toDERBytes()
+        }.get()
+        guard let der = der ?? nil else { return nil }
+        return try? FleetCertificate(der: der)
+    }
+}
+
+/// The worker's request context: Hummingbird's, plus the connection, whose TLS handler holds the
+/// client's certificate.
+public struct WorkerContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let channel: any Channel
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+}
+
+/// Refuses requests whose client certificate may not make them (403 with the reason).
+struct AccessMiddleware: RouterMiddleware {
+    let identity: WorkerIdentity
+    let logger: Logger
+
+    func handle(_ request: Request, context: WorkerContext, next: (Request, WorkerContext) async throws -> Response) async throws -> Response {
+        let peer = await WorkerIdentity.peer(of: context.channel)
+        if let reason = identity.refusal(peer: peer, method: request.method, path: request.uri.path) {
+            logger.warning("refused \(request.method.rawValue) \(request.uri.path.prefix(100)): \(reason)")
+            let body = #"{"message":"# + JSONText.escaped(reason) + #","state":"forbidden"}"#
+            return Response(status: .forbidden, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+        }
+        return try await next(request, context)
+    }
+}
+
+/// HTTP/1.1 inside TLS whose context is read per connection, so a reloaded certificate takes effect
+/// for the next connection without restarting the server.
+struct FleetTLSChannel: ServerChildChannel, HTTPChannelHandler {
+    typealias Value = HTTP1Channel.Value
+    let base: HTTP1Channel
+    let identity: WorkerIdentity
+
+    var responder: HTTPChannelHandler.Responder { base.responder }
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        let context = identity.context
+        return channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+        }.flatMap {
+            base.setup(channel: channel, logger: logger)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await base.handle(value: value, logger: logger)
+    }
+
+    static func builder(_ identity: WorkerIdentity, configuration: HTTP1Channel.Configuration) -> HTTPServerBuilder {
+        HTTPServerBuilder { responder in
+            FleetTLSChannel(base: HTTP1Channel(responder: responder, configuration: configuration), identity: identity)
+        }
+    }
+}
+
+enum JSONText {
+    /// `text` as a JSON string literal.
+    static func escaped(_ text: String) -> String {
+        var out = "\""
+        for u in text.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case _ where u.value < 0x20: out += "\\u00" + (u.value < 0x10 ? "0" : "") + String(u.value, radix: 16)
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
+    }
+}
