@@ -13,6 +13,7 @@ deps:
 build: deps
 	$(SWIFT) build -c release --product fedpi-worker
 	$(SWIFT) build --product fedpi-aggregator
+	$(SWIFT) build --product fedpi
 
 build-fedpi: deps
 	$(SWIFT) build -c release --product fedpi

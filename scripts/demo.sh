@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # FedPi on one machine: three workers on loopback with the classic split of the training set
 # (classes 0-3, 4-6, 7-9) and an aggregator that runs ROUNDS rounds of FedAvg, prints a row per
-# round, saves the final model, then stops everything.
+# round, saves the final model, then stops everything. The fleet speaks mutual TLS with a throwaway
+# CA made in $WORK/tls (TLS=0: plain HTTP on loopback).
 #   ROUNDS=10  DATA=/usr/share/datasets/fashion-mnist  LIMIT=  (samples per worker; empty: all)
-#   MODEL=mnist-cnn  ENCODING=f16  WORK=.build/demo  BIN=.build/debug  WORKER_BIN=$BIN
+#   MODEL=mnist-cnn  ENCODING=f16  WORK=.build/demo  BIN=.build/debug  WORKER_BIN=$BIN  TLS=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.build/debug}
@@ -14,6 +15,7 @@ MODEL=${MODEL:-mnist-cnn}
 ENCODING=${ENCODING:-f16}
 WORK=${WORK:-.build/demo}
 LIMIT=${LIMIT:-}
+TLS=${TLS:-1}
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -26,11 +28,22 @@ trap stop EXIT
 
 peak() { awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 
+scheme=http
+if [ "$TLS" = 1 ]; then
+  scheme=https
+  "$BIN/fedpi" certs init --dir "$WORK/tls/ca" --name "FedPi demo CA" --days 30 >/dev/null
+  "$BIN/fedpi" certs issue --ca "$WORK/tls/ca" --role aggregator --name aggregator --days 30 --out "$WORK/tls" >/dev/null
+  for i in 1 2 3; do
+    "$BIN/fedpi" certs issue --ca "$WORK/tls/ca" --role worker --name "worker-$i" --ip 127.0.0.1 --days 30 --out "$WORK/tls" >/dev/null
+  done
+fi
+
 splits=(0-3 4-6 7-9)
 for i in 1 2 3; do
   args=(--name "worker-$i" --listen 127.0.0.1:0 --port-file "$WORK/worker-$i.port" --model "$MODEL"
         --data "$DATA" --classes "${splits[$((i - 1))]}" --state-dir "$WORK/worker-$i" --lanes 1)
   [ -n "$LIMIT" ] && args+=(--limit "$LIMIT")
+  [ "$TLS" = 1 ] && args+=(--tls-cert "$WORK/tls/worker-$i.crt" --tls-key "$WORK/tls/worker-$i.key" --tls-ca "$WORK/tls/ca.crt")
   "$WORKER_BIN/fedpi-worker" "${args[@]}" >"$WORK/worker-$i.log" 2>&1 &
   pids+=($!)
 done
@@ -51,12 +64,15 @@ done
   echo "encoding = \"$ENCODING\""
   echo "test_data = \"$DATA\""
   echo "state_dir = \"$WORK/aggregator\""
+  if [ "$TLS" = 1 ]; then
+    printf '[tls]\ncert = "%s"\nkey = "%s"\nca = "%s"\n' "$WORK/tls/aggregator.crt" "$WORK/tls/aggregator.key" "$WORK/tls/ca.crt"
+  fi
   for i in 1 2 3; do
-    printf '[[nodes]]\nname = "worker-%s"\nurl = "http://127.0.0.1:%s"\n' "$i" "$(cat "$WORK/worker-$i.port")"
+    printf '[[nodes]]\nname = "worker-%s"\nurl = "%s://127.0.0.1:%s"\n' "$i" "$scheme" "$(cat "$WORK/worker-$i.port")"
   done
 } >"$WORK/fleet.toml"
 
-echo "3 workers on loopback (classes ${splits[*]}), $ROUNDS rounds; logs in $WORK/*.log"
+echo "3 workers on loopback (classes ${splits[*]}), $ROUNDS rounds, $( [ "$TLS" = 1 ] && echo "mutual TLS (throwaway CA in $WORK/tls)" || echo "plain HTTP"); logs in $WORK/*.log"
 "$BIN/fedpi-aggregator" --config "$WORK/fleet.toml" --save "$WORK/final.safetensors" 2>"$WORK/aggregator.log"
 for i in 1 2 3; do echo "worker-$i peak memory: $(peak "${pids[$((i - 1))]}")"; done
 echo "aggregator peak memory: $(grep -o "peak_memory=.*" "$WORK/aggregator.log" | cut -d= -f2)"

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import FedPiData
 import FedPiEngine
 import FedPiFederation
+import FedPiIdentity
 import FedPiRuntime
 import FedPiWire
 import Foundation
@@ -54,12 +55,33 @@ public final class Aggregator: @unchecked Sendable {
 
         var http = HTTPClient.Configuration()
         http.timeout = .init(connect: .seconds(2), read: nil)
+        var identity: NodeInventory.Identity?
+        if let files = config.tls {
+            let material: TLSMaterial
+            do {
+                material = try TLSMaterial(files: files, role: .aggregator)
+            } catch {
+                throw ConfigError("[tls]: \(error)")
+            }
+            identity = .init(material: material, deny: config.deny)
+            http.tlsConfiguration = material.clientConfiguration()
+            // requests go to https://NODE-NAME:PORT, so TLS checks the name; the override dials the address
+            for node in config.nodes { http.dnsOverride[node.name] = node.endpoint.host }
+            let days = Int(material.daysLeft())
+            logger.info("mutual TLS with the fleet CA: each worker's certificate must name its node",
+                        metadata: ["certificate": "\(material.own.name ?? "?")", "expires": "\(IdentityFiles.day(material.own.notValidAfter))"])
+            if days < 30 { logger.warning("the aggregator's TLS certificate expires in \(max(0, days)) days: issue a new one") }
+        } else {
+            logger.warning("no [tls] in the fleet file: node requests are unauthenticated and unencrypted")
+        }
+        let tls = identity != nil
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
-        let inventory = NodeInventory(nodes: config.nodes, client: client, probeTimeout: config.probeTimeout,
+        let inventory = NodeInventory(nodes: config.nodes, client: client, identity: identity, probeTimeout: config.probeTimeout,
                                       maxBackoff: config.maxBackoff, seed: config.seed, logger: logger)
         await inventory.setOnTransition { node, state, detail in history.nodeEvent(node, state: state.rawValue, detail: detail) }
         let workers = config.nodes.map {
-            RemoteWorker(node: $0.name, url: $0.url, client: client, inventory: inventory, unreachableGrace: config.unreachableGrace, logger: logger)
+            RemoteWorker(node: $0.name, url: $0.dialURL(tls: tls), client: client, inventory: inventory,
+                         unreachableGrace: config.unreachableGrace, logger: logger)
         }
         let strategy = config.makeStrategy()
         let federation = Federation(model: model, strategy: strategy, workers: workers, minNodes: config.minNodes, config: config.training)

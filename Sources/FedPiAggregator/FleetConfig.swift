@@ -1,5 +1,6 @@
 import FedPiEngine
 import FedPiFederation
+import FedPiIdentity
 import FedPiRuntime
 import FedPiWire
 import Foundation
@@ -9,7 +10,34 @@ public struct FleetConfig: Sendable {
     public struct Node: Sendable, Equatable {
         public var name: String
         public var url: String
+
+        /// Host and port of `url` ("https://10.0.0.11:8470", "http://[::1]:8470", "https://pi-1.local").
+        public var endpoint: (host: String, port: Int) {
+            let https = url.hasPrefix("https://")
+            var rest = Substring(url.dropFirst(https ? 8 : 7))
+            if let slash = rest.firstIndex(of: "/") { rest = rest[..<slash] }
+            var host = rest, port = https ? 443 : 80
+            if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
+                host = rest[rest.index(after: rest.startIndex)..<close]
+                if let p = Int(rest[rest.index(after: close)...].dropFirst()) { port = p }
+            } else if let colon = rest.lastIndex(of: ":") {
+                host = rest[..<colon]
+                if let p = Int(rest[rest.index(after: colon)...]) { port = p }
+            }
+            return (String(host), port)
+        }
+
+        /// The URL the aggregator requests. Over TLS the host is the node name, so the TLS library
+        /// checks that the worker's certificate names this node; `HTTPClient`'s DNS override sends the
+        /// connection to the address in `url`.
+        public func dialURL(tls: Bool) -> String {
+            tls ? "https://\(name):\(endpoint.port)" : url
+        }
     }
+
+    /// The aggregator's certificate, key, the fleet CA and the deny-list (`[tls]`).
+    public var tls: TLSFiles?
+    public var deny: Set<String> = []
 
     public var nodes: [Node] = []
     public var model = "mnist-cnn"
@@ -85,12 +113,37 @@ public struct FleetConfig: Sendable {
         testData = try f.string("test_data")
         testLimit = try f.int("test_limit", in: 1...100_000_000)
         if let v = try f.int("seed", in: 0...Int.max) { seed = UInt64(v) }
+        if let t = try f.table("tls") {
+            guard let cert = try t.string("cert"), let key = try t.string("key"), let ca = try t.string("ca") else {
+                throw ConfigError("\(path): [tls] needs cert, key and ca (made with fedpi certs)")
+            }
+            tls = TLSFiles(certificate: cert, key: key, authority: ca)
+            for entry in try t.strings("deny") ?? [] {
+                guard let fp = FleetCertificate.normalizedFingerprint(entry) else {
+                    throw ConfigError("\(path): tls.deny entry \(entry.prefix(80)) is not a SHA-256 fingerprint (64 hex digits)")
+                }
+                deny.insert(fp)
+            }
+            try t.finish()
+        }
         for (i, n) in try f.tables("nodes").enumerated() {
             guard let name = try n.string("name"), !name.isEmpty else { throw ConfigError("\(path): nodes[\(i + 1)] needs a name") }
             guard let url = try n.string("url"), url.hasPrefix("http://") || url.hasPrefix("https://") else {
                 throw ConfigError("\(path): nodes[\(i + 1)] (\(name)) needs a url like http://10.0.0.11:8470")
             }
             try n.finish()
+            if tls != nil {
+                guard url.hasPrefix("https://") else {
+                    throw ConfigError("\(path): nodes[\(i + 1)] (\(name)): with [tls] every url must be https://")
+                }
+                do {
+                    try NodeName.check(name)
+                } catch {
+                    throw ConfigError("\(path): nodes[\(i + 1)]: \(error) (over TLS the name is checked against the worker's certificate)")
+                }
+            } else if url.hasPrefix("https://") {
+                throw ConfigError("\(path): nodes[\(i + 1)] (\(name)) is https:// but there is no [tls] section with the fleet's certificates")
+            }
             guard !nodes.contains(where: { $0.name == name }) else { throw ConfigError("\(path): node name \(name) appears twice") }
             nodes.append(Node(name: name, url: url.hasSuffix("/") ? String(url.dropLast()) : url))
         }

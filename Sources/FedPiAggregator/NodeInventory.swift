@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import FedPiEngine
+import FedPiIdentity
 import Foundation
 import Logging
 import NIOCore
@@ -10,9 +11,26 @@ import NIOCore
 public actor NodeInventory {
     public enum State: String, Sendable { case unknown, online, busy, offline }
 
+    /// The fleet's TLS material and deny-list: each probe reads the certificate a node presents and
+    /// holds it against the node name, the worker role, the CA, its validity and the deny-list, so a
+    /// failure has a reason ("the certificate of pi-1 is for pi-2"). The requests themselves are
+    /// verified by TLS against the CA and the node name.
+    public struct Identity: Sendable {
+        public let material: TLSMaterial
+        public let deny: Set<String>
+        public init(material: TLSMaterial, deny: Set<String>) {
+            self.material = material
+            self.deny = deny
+        }
+    }
+
     public struct Node: Sendable {
         public let name: String
+        /// What requests go to (over TLS: https://NAME:PORT).
         public let url: String
+        /// Where the node is, from fleet.toml.
+        public let host: String
+        public let port: Int
         public var state: State = .unknown
         /// Consecutive failed contacts; sets the backoff.
         public var failures = 0
@@ -23,6 +41,7 @@ public actor NodeInventory {
 
     public private(set) var nodes: [Node]
     let client: HTTPClient
+    let identity: Identity?
     let probeTimeout: Double
     let maxBackoff: Double
     let logger: Logger
@@ -30,9 +49,13 @@ public actor NodeInventory {
     /// Every state change, for the history.
     var onTransition: (@Sendable (String, State, String) -> Void)?
 
-    public init(nodes: [FleetConfig.Node], client: HTTPClient, probeTimeout: Double, maxBackoff: Double, seed: UInt64, logger: Logger) {
-        self.nodes = nodes.map { Node(name: $0.name, url: $0.url) }
+    public init(nodes: [FleetConfig.Node], client: HTTPClient, identity: Identity? = nil, probeTimeout: Double, maxBackoff: Double,
+                seed: UInt64, logger: Logger) {
+        self.nodes = nodes.map {
+            Node(name: $0.name, url: $0.dialURL(tls: identity != nil), host: $0.endpoint.host, port: $0.endpoint.port)
+        }
         self.client = client
+        self.identity = identity
         self.probeTimeout = probeTimeout
         self.maxBackoff = maxBackoff
         self.logger = logger
@@ -88,8 +111,11 @@ public actor NodeInventory {
         let due = nodes.filter { all || $0.state == .unknown || ($0.state == .offline && $0.nextProbe <= now) }
         let results = await withTaskGroup(of: (String, Result<Int?, any Error>).self) { group in
             for node in due {
-                group.addTask { [client, probeTimeout] in
-                    (node.name, await Self.probe(node.url, client: client, timeout: probeTimeout))
+                group.addTask { [client, probeTimeout, identity] in
+                    if let identity, let problem = await Self.checkCertificate(of: node, identity, timeout: probeTimeout) {
+                        return (node.name, .failure(RemoteWorker.Failure(problem)))
+                    }
+                    return (node.name, await Self.probe(node.url, client: client, timeout: probeTimeout))
                 }
             }
             var out: [(String, Result<Int?, any Error>)] = []
@@ -102,6 +128,21 @@ public actor NodeInventory {
             case .failure(let error): failed(name, RemoteWorker.describe(error))
             }
         }
+    }
+
+    /// Why the certificate `node` presents cannot stand for it, or nil when it can (or when the node
+    /// cannot be reached: the probe then says so).
+    static func checkCertificate(of node: Node, _ identity: Identity, timeout: Double) async -> String? {
+        let peer: FleetCertificate
+        do {
+            peer = try await PeerCertificate.fetch(host: node.host, port: node.port, material: identity.material,
+                                                   timeout: .milliseconds(Int64(timeout * 1000)))
+        } catch let e as IdentityError {
+            return "TLS: \(e.description)"
+        } catch {
+            return nil
+        }
+        return peer.problem(expectedName: node.name, role: .worker, authority: identity.material.authority, deny: identity.deny)
     }
 
     static func probe(_ url: String, client: HTTPClient, timeout: Double) async -> Result<Int?, any Error> {
