@@ -113,7 +113,11 @@ let package = Package(
             dependencies: ["FedPiAggregator", "FedPiTesting", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "FedPiSystemTests",
-            dependencies: ["fedpi-worker", "fedpi-aggregator", "FedPiAggregator", "FedPiWire", "FedPiData", "FedPiTesting"]),
+            dependencies: [
+                "fedpi-worker", "fedpi-aggregator", "FedPiAggregator", "FedPiWire", "FedPiData", "FedPiTesting", "FedPiIdentity",
+                "FedPiFederation", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]),
         .testTarget(name: "fedpiTests", dependencies: ["fedpi", "FedPiTesting"]),
     ]
 )

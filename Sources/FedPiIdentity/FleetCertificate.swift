@@ -77,12 +77,7 @@ public struct FleetCertificate: Sendable {
     public var ipAddresses: [String] {
         alternativeNames.compactMap {
             guard case .ipAddress(let octets) = $0 else { return nil }
-            let b = Array(octets.bytes)
-            if b.count == 4 { return b.map(String.init).joined(separator: ".") }
-            if b.count == 16 {
-                return stride(from: 0, to: 16, by: 2).map { String(UInt16(b[$0]) << 8 | UInt16(b[$0 + 1]), radix: 16) }.joined(separator: ":")
-            }
-            return nil
+            return try? IPAddress.text(Array(octets.bytes))
         }
     }
 

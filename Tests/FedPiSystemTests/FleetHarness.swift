@@ -1,4 +1,5 @@
 import FedPiAggregator
+import FedPiIdentity
 import FedPiTesting
 import Foundation
 import XCTest
@@ -13,6 +14,9 @@ final class FleetHarness {
     var aggregator: Process?
     var aggregatorRuns = 0
     let model: String
+    /// With `enableTLS()`: the fleet CA, the aggregator's certificate, one certificate per worker.
+    var authority: CertificateAuthority?
+    var tlsDir: String { dir + "/tls" }
 
     init(model: String = "mnist-cnn") {
         dir = IDXFixtures.temporaryDirectory("fedpi-fleet")
@@ -33,6 +37,32 @@ final class FleetHarness {
         }
     }
 
+    /// Makes a fleet CA and the aggregator's certificate; workers started from now on serve mutual TLS.
+    func enableTLS() throws {
+        let ca = try CertificateAuthority.create(directory: tlsDir + "/ca", name: "test CA", days: 30)
+        authority = ca
+        try issue("aggregator", role: .aggregator)
+    }
+
+    /// A key and certificate for `name` in tlsDir (NAME.key, NAME.crt), signed by the fleet CA.
+    @discardableResult
+    func issue(_ name: String, role: Role, days: Int = 30, now: Date = Date(), by ca: CertificateAuthority? = nil) throws -> FleetCertificate {
+        let signer = try XCTUnwrap(ca ?? authority)
+        let (key, _) = try CertificateAuthority.request(name: name)
+        let certificate = try signer.issue(name: name, role: role, publicKey: key.publicKey, ips: ["127.0.0.1"], days: days, now: now)
+        try Keys.write(key, to: "\(tlsDir)/\(name).key")
+        try IdentityFiles.write(PEMText.certificate(certificate.der), to: "\(tlsDir)/\(name).crt")
+        return certificate
+    }
+
+    /// The worker flags for serving with certificate `certificate` (default: its own, issued on first use).
+    func tlsArguments(_ name: String, certificate: String? = nil) throws -> [String] {
+        guard authority != nil else { return [] }
+        let cert = certificate ?? name
+        if !FileManager.default.fileExists(atPath: "\(tlsDir)/\(cert).crt") { try issue(cert, role: .worker) }
+        return ["--tls-cert", "\(tlsDir)/\(cert).crt", "--tls-key", "\(tlsDir)/\(cert).key", "--tls-ca", "\(tlsDir)/ca/ca.crt"]
+    }
+
     func launch(_ name: String, _ arguments: [String], log: String) throws -> Process {
         let p = Process()
         p.executableURL = binaries.appendingPathComponent(name)
@@ -47,7 +77,7 @@ final class FleetHarness {
     }
 
     /// Starts (or restarts, on the same port and state folder) a worker and waits until it listens.
-    func startWorker(_ name: String, classes: String, limit: Int = 900, extra: [String] = []) throws {
+    func startWorker(_ name: String, classes: String, limit: Int = 900, extra: [String] = [], certificate: String? = nil) throws {
         let portFile = "\(dir)/\(name).port"
         try? FileManager.default.removeItem(atPath: portFile)
         let listen = "127.0.0.1:\(ports[name] ?? 0)"
@@ -55,7 +85,7 @@ final class FleetHarness {
             "--name", name, "--listen", listen, "--port-file", portFile, "--model", model,
             "--data", IDXFixtures.fashionMNIST, "--classes", classes, "--limit", String(limit), "--test-limit", "200",
             "--lanes", "1", "--state-dir", "\(dir)/\(name)-state",
-        ] + extra, log: "\(name).log")
+        ] + tlsArguments(name, certificate: certificate) + extra, log: "\(name).log")
         try waitFor("\(name) to listen", timeout: 60) { FileManager.default.fileExists(atPath: portFile) }
         ports[name] = Int(try String(contentsOfFile: portFile, encoding: .utf8))
     }
@@ -83,8 +113,12 @@ final class FleetHarness {
             state_dir = "\(stateDir)"
 
             """
+        if authority != nil {
+            text += "[tls]\ncert = \"\(tlsDir)/aggregator.crt\"\nkey = \"\(tlsDir)/aggregator.key\"\nca = \"\(tlsDir)/ca/ca.crt\"\n"
+        }
+        let scheme = authority == nil ? "http" : "https"
         for name in ports.keys.sorted() {
-            text += "[[nodes]]\nname = \"\(name)\"\nurl = \"http://127.0.0.1:\(ports[name]!)\"\n"
+            text += "[[nodes]]\nname = \"\(name)\"\nurl = \"\(scheme)://127.0.0.1:\(ports[name]!)\"\n"
         }
         try text.write(toFile: dir + "/fleet.toml", atomically: true, encoding: .utf8)
     }
