@@ -2,7 +2,10 @@
 # The worker's unit in a real systemd: Debian bookworm booted with systemd-nspawn (the recipe in
 # ../shared/recipes/systemd-nspawn.sh), the worker installed with provisioning/install-worker.sh, then:
 #   (a) `systemctl start` stays `activating` until the worker sends READY=1 (port bound)
-#   (b) the STATUS line shows in `systemctl status`; /v1/node answers from inside the container
+#   (b) the STATUS line shows in `systemctl status`; /v1/node answers over mutual TLS (the worker's
+#       certificate names ct-1; the key reached the service as a systemd credential)
+#   (f) a re-signed certificate: install-worker.sh reloads (systemctl reload), the worker serves the
+#       new certificate with the same MainPID; the unit's `systemd-analyze security` score is printed
 #   (c) SIGSTOP: the watchdog kills and restarts it (NRestarts=1)
 #   (d) SIGKILL: Restart=on-failure restarts it (NRestarts=2)
 #   (e) enabled + container reboot: it is back
@@ -28,7 +31,37 @@ if ! command -v systemd-nspawn >/dev/null || ! command -v debootstrap >/dev/null
 fi
 bin=$(swift build --show-bin-path)
 swift build --product fedpi-worker 2>&1 | grep -E "error" && die "build failed"
+swift build --product fedpi 2>&1 | grep -E "error" && die "build failed"
 [ -x "$bin/fedpi-worker" ] || die "no worker binary at $bin"
+
+# the fleet's certificates: the worker's key made by a request (as on a board), so a renewal is a
+# new signature for the same key
+TLSDIR=$BASE/tls
+rm -rf "$TLSDIR"
+"$bin/fedpi" certs init --dir "$TLSDIR/ca" --days 30 >/dev/null
+"$bin/fedpi" certs request --name ct-1 --ip 127.0.0.1 --out "$TLSDIR" >/dev/null
+"$bin/fedpi" certs sign --ca "$TLSDIR/ca" --role worker --days 20 "$TLSDIR/ct-1.csr" >/dev/null
+"$bin/fedpi" certs issue --ca "$TLSDIR/ca" --role aggregator --name aggregator --out "$TLSDIR" >/dev/null
+ct_tls=/src/${TLSDIR#"$PWD"/}
+fingerprint() { "$bin/fedpi" certs inspect "$1" | awk '/sha256/ {print $2}'; }
+# GET PATH from the worker over mutual TLS as the aggregator, checking that its certificate names
+# ct-1; prints the served certificate's SHA-256, then the answer (the container shares the host's network)
+https_get() {
+  python3 - "$1" "$TLSDIR" <<'PY'
+import hashlib, socket, ssl, sys
+path, d = sys.argv[1], sys.argv[2]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.load_verify_locations(d + "/ca/ca.crt")
+ctx.load_cert_chain(d + "/aggregator.crt", d + "/aggregator.key")
+with socket.create_connection(("127.0.0.1", 8470), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname="ct-1") as s:
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: ct-1\r\nConnection: close\r\n\r\n".encode())
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    print(hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest())
+    print(data.decode())
+PY
+}
 
 if [ ! -x "$ROOT/lib/systemd/systemd" ]; then
   rm -rf "$ROOT"; mkdir -p "$ROOT"
@@ -80,8 +113,9 @@ trap '[ -n "${NSPAWN:-}" ] && kill "$NSPAWN" 2>/dev/null; true' EXIT
 
 boot
 in_ct /src/provisioning/install-worker.sh --uninstall --purge >/dev/null
-in_ct /src/provisioning/install-worker.sh --name ct-1 --data /data --classes 0-3 --binary "/src/${bin#"$PWD"/}/fedpi-worker" --no-start \
-  | sed 's/^/    /'
+install_args=(--name ct-1 --data /data --classes 0-3 --binary "/src/${bin#"$PWD"/}/fedpi-worker"
+              --cert "$ct_tls/ct-1.crt" --key "$ct_tls/ct-1.key" --ca "$ct_tls/ca/ca.crt")
+in_ct /src/provisioning/install-worker.sh "${install_args[@]}" --no-start | sed 's/^/    /'
 # a shorter watchdog for the test (the shipped unit says 30 s)
 mkdir -p "$ROOT/etc/systemd/system/fedpi-worker.service.d"
 printf '[Service]\nWatchdogSec=6\n' >"$ROOT/etc/systemd/system/fedpi-worker.service.d/test.conf"
@@ -98,7 +132,7 @@ say "(a) activating until READY=1, then active"
 
 # the provisioning script is idempotent: a second run with the same options changes and restarts nothing
 pid=$(prop MainPID)
-again=$(in_ct /src/provisioning/install-worker.sh --name ct-1 --data /data --classes 0-3 --binary "/src/${bin#"$PWD"/}/fedpi-worker")
+again=$(in_ct /src/provisioning/install-worker.sh "${install_args[@]}")
 if echo "$again" | grep -qE "^(installed|wrote|created)"; then die "(a) a second install changed something: $again"; fi
 [ "$(prop MainPID)" = "$pid" ] || die "(a) a second install restarted the worker"
 say "(a) a second install-worker.sh run changed nothing (same MainPID $pid)"
@@ -106,17 +140,22 @@ say "(a) a second install-worker.sh run changed nothing (same MainPID $pid)"
 # (b) STATUS and the API from inside
 status=$(in_ct systemctl status fedpi-worker --no-pager | grep -i "status:" || true)
 case "$status" in *"listening on port 8470"*) ;; *) die "(b) no STATUS line in systemctl status: $status" ;; esac
-# python3-minimal has no http.client: a plain socket
-node=$(in_ct python3 -c '
-import socket
-s = socket.create_connection(("127.0.0.1", 8470), timeout=5)
-s.sendall(b"GET /v1/node HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-data = b""
-while chunk := s.recv(65536):
-    data += chunk
-print(data.decode())')
-case "$node" in *'"node":"ct-1"'*) ;; *) die "(b) /v1/node answered: $node" ;; esac
-say "(b) $status; /v1/node answers"
+node=$(https_get /v1/node) || die "(b) no answer over mutual TLS"
+case "$node" in *'"node":"ct-1"'*'"tls":{'*) ;; *) die "(b) /v1/node answered: $node" ;; esac
+[ "$(in_ct stat -c %U:%a /etc/fedpi/tls/worker.key)" = root:600 ] || die "(b) the key file is not root-only"
+in_ct runuser -u fedpi -- cat /etc/fedpi/tls/worker.key >/dev/null 2>&1 && die "(b) user fedpi can read the key file"
+say "(b) $status; /v1/node answers over mutual TLS as ct-1; the key file is root-only (a credential for the service)"
+
+# (f) renewal: the same request signed again, installed, taken by a reload without a restart
+old=$(echo "$node" | head -1)
+"$bin/fedpi" certs sign --ca "$TLSDIR/ca" --role worker --days 25 "$TLSDIR/ct-1.csr" >/dev/null
+renewed=$(in_ct /src/provisioning/install-worker.sh "${install_args[@]}")
+echo "$renewed" | grep -q "reloaded its certificate" || die "(f) install-worker.sh did not reload: $renewed"
+served=$(https_get /v1/health | head -1)
+[ "$served" = "$(fingerprint "$TLSDIR/ct-1.crt")" ] && [ "$served" != "$old" ] || die "(f) the worker still serves the old certificate"
+[ "$(prop MainPID)" = "$pid" ] || die "(f) the reload restarted the worker"
+say "(f) re-signed certificate taken by systemctl reload (same MainPID $pid)"
+say "    $(in_ct systemd-analyze security fedpi-worker --no-pager 2>/dev/null | tail -1)"
 
 # (c) frozen: the watchdog notices and systemd restarts it
 in_ct systemctl kill --kill-who=main -s SIGSTOP fedpi-worker
