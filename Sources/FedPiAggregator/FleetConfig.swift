@@ -114,7 +114,9 @@ public struct FleetConfig: Sendable {
         testLimit = try f.int("test_limit", in: 1...100_000_000)
         if let v = try f.int("seed", in: 0...Int.max) { seed = UInt64(v) }
         if let t = try f.table("tls") {
-            guard let cert = try t.string("cert"), let key = try t.string("key"), let ca = try t.string("ca") else {
+            // without `key`, systemd's credential tls.key (LoadCredential=, install-aggregator.sh --key)
+            let credential = ProcessInfo.processInfo.environment["CREDENTIALS_DIRECTORY"].map { $0 + "/tls.key" }
+            guard let cert = try t.string("cert"), let key = try t.string("key") ?? credential, let ca = try t.string("ca") else {
                 throw ConfigError("\(path): [tls] needs cert, key and ca (made with fedpi certs)")
             }
             tls = TLSFiles(certificate: cert, key: key, authority: ca)
