@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import FedPiEngine
 import FedPiIdentity
+import FedPiWire
 import Foundation
 import Logging
 import NIOCore
@@ -148,10 +149,9 @@ public actor NodeInventory {
     static func probe(_ url: String, client: HTTPClient, timeout: Double) async -> Result<Int?, any Error> {
         do {
             let response = try await client.execute(HTTPClientRequest(url: url + "/v1/node"), timeout: .milliseconds(Int64(timeout * 1000)))
-            let body = try await response.body.collect(upTo: 1 << 20)
+            let body = try await response.body.collect(upTo: Control.maxMessageBytes)
             guard response.status == .ok else { return .failure(RemoteWorker.Failure("GET /v1/node answered \(response.status.code)")) }
-            let info = try? JSONSerialization.jsonObject(with: Data(Array(buffer: body))) as? [String: Any]
-            return .success(info?["samples"] as? Int)
+            return .success(try RemoteWorker.decode(Control.NodeInfo.self, body).check().samples)
         } catch {
             return .failure(error)
         }

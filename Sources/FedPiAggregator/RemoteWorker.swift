@@ -115,11 +115,12 @@ public final class RemoteWorker: WorkerClient, Sendable {
     }
 
     /// Federated evaluation: the global model (f16) goes to each worker's `POST /v1/evaluate`; the
-    /// answers are averaged weighted by test samples. Workers that fail to answer are left out.
+    /// answers are averaged weighted by test samples. A worker that fails to answer, or answers what
+    /// cannot be true (`Control.Evaluation.check`), is left out with the reason in the log.
     static func evaluate(_ model: Model, on workers: [RemoteWorker], logger: Logger) async throws -> EvaluationResult {
         let body = ModelFile.encode(weightsOf: model, encoding: .f16)
         let clock = ContinuousClock(), start = clock.now
-        let answers = await withTaskGroup(of: (Double, Double, Int)?.self) { group in
+        let answers = await withTaskGroup(of: Control.Evaluation?.self) { group in
             for w in workers {
                 group.addTask {
                     var request = HTTPClientRequest(url: "\(w.url)/v1/evaluate")
@@ -127,30 +128,39 @@ public final class RemoteWorker: WorkerClient, Sendable {
                     request.body = .bytes(ByteBuffer(bytes: body))
                     do {
                         let response = try await w.client.execute(request, timeout: .seconds(120))
-                        let data = Data(Array(buffer: try await response.body.collect(upTo: 1 << 20)))
-                        guard response.status == .ok,
-                              let o = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-                              let accuracy = o["accuracy"] as? Double, let loss = o["loss"] as? Double, let n = o["samples"] as? Int, n > 0
-                        else {
-                            logger.warning("\(w.node) did not evaluate: \(RemoteWorker.message(ByteBuffer(bytes: data)))")
+                        let bytes = try await response.body.collect(upTo: Control.maxMessageBytes)
+                        guard response.status == .ok else {
+                            logger.warning("\(w.node) did not evaluate: \(response.status.code) \(RemoteWorker.message(bytes))")
                             return nil
                         }
-                        return (accuracy, loss, n)
+                        return try RemoteWorker.decode(Control.Evaluation.self, bytes).check()
                     } catch {
                         logger.warning("\(w.node) did not evaluate: \(RemoteWorker.describe(error))")
                         return nil
                     }
                 }
             }
-            var out: [(Double, Double, Int)] = []
+            var out: [Control.Evaluation] = []
             for await a in group { if let a { out.append(a) } }
             return out
         }
-        let n = answers.reduce(0) { $0 + $1.2 }
+        // each count is at most Control.maxSamples, so the sums stay far inside Int and Double
+        let n = answers.reduce(0) { $0 + $1.samples }
         guard n > 0 else { throw Failure("no worker could evaluate the model") }
-        return EvaluationResult(loss: answers.reduce(0) { $0 + $1.1 * Double($1.2) } / Double(n),
-                                accuracy: answers.reduce(0) { $0 + $1.0 * Double($1.2) } / Double(n), count: n,
+        return EvaluationResult(loss: answers.reduce(0) { $0 + $1.loss * Double($1.samples) } / Double(n),
+                                accuracy: answers.reduce(0) { $0 + $1.accuracy * Double($1.samples) } / Double(n), count: n,
                                 seconds: Federation.seconds(clock.now - start))
+    }
+
+    /// A node's JSON answer as `T`, or a `ControlError` saying why not.
+    static func decode<T: Decodable>(_ type: T.Type, _ body: ByteBuffer) throws -> T {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        do {
+            return try decoder.decode(T.self, from: Data(Array(buffer: body)))
+        } catch {
+            throw ControlError("answered something that is not a \(T.self): \(String(decoding: Array(buffer: body).prefix(200), as: UTF8.self).clipped(200))")
+        }
     }
 
     /// Timeouts on an open connection: the node is there but silent.
@@ -161,6 +171,9 @@ public final class RemoteWorker: WorkerClient, Sendable {
 
     /// A short, human reading of a transport error.
     static func describe(_ error: any Error) -> String {
+        if let e = error as? ControlError { return e.description }
+        if error is NIOTooManyBytesError { return "the answer is larger than anything it could rightly be" }
+        if "\(type(of: error))".hasPrefix("NIOSSL") { return "TLS failed: \(error)" }
         if let e = error as? HTTPClientError {
             switch e {
             case .readTimeout, .deadlineExceeded: return "no answer before the timeout"
@@ -175,10 +188,9 @@ public final class RemoteWorker: WorkerClient, Sendable {
         return text
     }
 
-    /// The `message` of a worker's JSON answer, or the body's first 200 characters.
+    /// The `message` of a worker's JSON answer, or the body's first 200 bytes; at most 300 characters.
     static func message(_ body: ByteBuffer) -> String {
-        let data = Data(Array(buffer: body))
-        if let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let m = o["message"] as? String { return m }
-        return String(decoding: data.prefix(200), as: UTF8.self)
+        if let m = try? decode(Control.Message.self, body), let text = m.message { return text.clipped() }
+        return String(decoding: Array(buffer: body).prefix(200), as: UTF8.self).clipped(200)
     }
 }

@@ -1,24 +1,13 @@
 import FedPiFederation
+import FedPiWire
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
 
-/// What the board itself says about its state: load, memory, temperature. Every field is optional:
-/// a laptop has no thermal zone, a container may hide /proc files.
-public struct BoardHealth: Codable, Sendable {
-    public var load1: Double?
-    public var memoryAvailableBytes: Int?
-    public var memoryTotalBytes: Int?
-    public var temperatureCelsius: Double?
-    public var residentBytes: Int?
-    /// Raspberry Pi firmware throttling bits (`get_throttled`), where the kernel exposes them.
-    public var throttledBits: Int?
-    /// The bits spelled out: "under-voltage", "frequency capped", "throttled", "soft temperature limit",
-    /// each now or "… since boot".
-    public var throttled: [String]?
-
+/// Reading the board's health (the type is shared with the aggregator in FedPiWire).
+extension BoardHealth {
     public static func read() -> BoardHealth {
         var h = BoardHealth()
         if let l = text("/proc/loadavg")?.split(separator: " ").first { h.load1 = Double(l) }

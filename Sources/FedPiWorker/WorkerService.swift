@@ -66,53 +66,10 @@ public final class WorkerService: Sendable {
             "data": "\(settings.data)", "classes": "\(classes.map(String.init).joined(separator: ","))"])
     }
 
-    struct NodeInfo: Codable {
-        var node: String
-        var version: String
-        var models: [String]
-        var model: String
-        var dataset: String
-        var samples: Int
-        var classes: [Int]
-        var testSamples: Int?
-        var state: String
-        var round: Int?
-        var progress: Progress
-        var uptimeSeconds: Double
-        var health: BoardHealth
-        var tls: TLSInfo?
-    }
-
-    /// The worker's own certificate, as `/v1/node` shows it.
-    struct TLSInfo: Codable {
-        var name: String?
-        var role: String?
-        var expires: String
-        var daysLeft: Int
-        var fingerprint: String
-        var warning: String?
-    }
-
-    struct Progress: Codable {
-        var samples: Int
-        var total: Int
-        var loss: Double?
-        var seconds: Double
-        var reason: String?
-    }
-
-    struct Message: Codable {
-        var round: Int?
-        var state: String
-        var message: String?
-    }
-
-    struct Evaluation: Codable {
-        var accuracy: Double
-        var loss: Double
-        var samples: Int
-        var seconds: Double
-    }
+    typealias NodeInfo = Control.NodeInfo
+    typealias Progress = Control.Progress
+    typealias Message = Control.Message
+    typealias Evaluation = Control.Evaluation
 
     func info() -> NodeInfo {
         let s = runner.snapshot
@@ -122,7 +79,7 @@ public final class WorkerService: Sendable {
             progress: progress(s), uptimeSeconds: Double((ContinuousClock.now - started).components.seconds), health: .read(),
             tls: identity.map { id in
                 let c = id.certificate
-                return TLSInfo(name: c.name, role: c.role?.rawValue, expires: IdentityFiles.day(c.notValidAfter),
+                return Control.CertificateInfo(name: c.name, role: c.role?.rawValue, expires: IdentityFiles.day(c.notValidAfter),
                                daysLeft: Int(c.notValidAfter.timeIntervalSinceNow / 86_400), fingerprint: c.fingerprint,
                                warning: id.expiryWarning())
             })

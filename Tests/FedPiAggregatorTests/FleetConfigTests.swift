@@ -109,4 +109,39 @@ final class FleetConfigTests: XCTestCase {
         XCTAssertEqual(rounds[0].accuracy, 0.5)
         XCTAssertFalse(rounds[1].completed)
     }
+
+    func testTLSSectionNodeURLsAndNames() throws {
+        let fp = String(repeating: "0a", count: 32)
+        let c = try FleetConfig(text: """
+            [tls]
+            cert = "/etc/fedpi/tls/aggregator.crt"
+            key = "/etc/fedpi/tls/aggregator.key"
+            ca = "/etc/fedpi/tls/ca.crt"
+            deny = ["\(fp.uppercased())"]
+            [[nodes]]
+            name = "pi-1"
+            url = "https://10.0.0.11:8470"
+            [[nodes]]
+            name = "pi-2"
+            url = "https://[fd00::12]:9000/"
+            """)
+        XCTAssertEqual(c.tls?.authority, "/etc/fedpi/tls/ca.crt")
+        XCTAssertEqual(c.deny, [fp])
+        XCTAssertEqual(c.nodes[0].dialURL(tls: true), "https://pi-1:8470")
+        XCTAssertEqual(c.nodes[0].endpoint.host, "10.0.0.11")
+        XCTAssertEqual(c.nodes[1].endpoint.host, "fd00::12")
+        XCTAssertEqual(c.nodes[1].endpoint.port, 9000)
+        let tls = "[tls]\ncert = \"a\"\nkey = \"b\"\nca = \"c\"\n"
+        let refused: [(String, String)] = [
+            (tls + "[[nodes]]\nname = \"pi-1\"\nurl = \"http://10.0.0.11:8470\"\n", "every url must be https"),
+            ("[[nodes]]\nname = \"pi-1\"\nurl = \"https://10.0.0.11:8470\"\n", "no [tls] section"),
+            (tls + "[[nodes]]\nname = \"pi_1\"\nurl = \"https://10.0.0.11:8470\"\n", "cannot be a DNS name"),
+            ("[tls]\ncert = \"a\"\nca = \"c\"\n[[nodes]]\nname = \"pi-1\"\nurl = \"https://h:1\"\n", "needs cert, key and ca"),
+            (tls + "deny = [\"abc\"]\n[[nodes]]\nname = \"pi-1\"\nurl = \"https://h:1\"\n", "not a SHA-256 fingerprint"),
+            (tls + "colour = 1\n[[nodes]]\nname = \"pi-1\"\nurl = \"https://h:1\"\n", "unknown key tls.colour"),
+        ]
+        for (text, reason) in refused {
+            XCTAssertThrowsError(try FleetConfig(text: text), reason) { XCTAssertTrue("\($0)".contains(reason), "\($0)") }
+        }
+    }
 }
