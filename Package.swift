@@ -105,7 +105,10 @@ let package = Package(
         .testTarget(name: "FedPiDataTests", dependencies: ["FedPiData", "FedPiWire", "FedPiTesting"]),
         .testTarget(
             name: "FedPiWorkerTests",
-            dependencies: ["FedPiWorker", "FedPiTesting", .product(name: "HummingbirdTesting", package: "hummingbird")]),
+            dependencies: [
+                "FedPiWorker", "FedPiTesting", "FedPiIdentity", "FedPiRuntime",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]),
         .testTarget(name: "FedPiRuntimeTests", dependencies: ["FedPiRuntime", "FedPiTesting"]),
         .testTarget(name: "FedPiIdentityTests", dependencies: ["FedPiIdentity"]),
         .testTarget(

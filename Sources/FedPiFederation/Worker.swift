@@ -91,17 +91,39 @@ public struct LocalTraining: @unchecked Sendable {
         net.parameters.load(try ModelFile.decode(global, expecting: layout, model: model).values)
         // every round and node gets its own shuffling and dropout stream
         let seed = config.seed &* 1_000_003 &+ UInt64(round) &* 7919 &+ UInt64(abs(node.hashValueStable))
+        var lastLoss: Double?
         do {
             let trainer = Trainer(model: net, options: TrainingOptions(
                 epochs: config.epochs, batchSize: config.batchSize, learningRate: config.learningRate,
                 optimizer: .sgd(momentum: config.momentum), seed: seed, lanes: lanes, proximalMu: config.proximalMu))
-            try trainer.train(on: data, indices: indices, progress: progress)
+            try trainer.train(on: data, indices: indices) { p in
+                lastLoss = p.loss
+                try progress?(p)
+            }
         }
         let start = try ModelFile.decode(global, expecting: layout, model: model).values
         let w = net.parameters.values
         for i in start.indices { w[i] -= start[i] }
+        // an update that is not finite, or not representable in its encoding, is a failure, never an update
+        let limit: Float = config.encoding == .f16 ? 65504 : .greatestFiniteMagnitude
+        var bad = 0
+        for i in start.indices where !(abs(w[i]) <= limit) { bad += 1 }
+        if bad > 0 || !(lastLoss?.isFinite ?? true) {
+            throw TrainingDiverged(loss: lastLoss, badValues: bad, encoding: config.encoding)
+        }
         return ModelFile.encode(UnsafeBufferPointer(start: w, count: start.count), layout: layout, model: model,
                                 encoding: config.encoding, kind: .delta, round: round, examples: indices.count, seed: seed)
+    }
+}
+
+/// Local training blew up (learning rate too high for this data): the loss or the update is not finite.
+public struct TrainingDiverged: Error, CustomStringConvertible {
+    public var loss: Double?
+    public var badValues: Int
+    public var encoding: Encoding
+    public var description: String {
+        "training diverged (loss \(loss.map { "\($0)" } ?? "unknown"); \(badValues) update values not finite or beyond \(encoding.rawValue)'s range): "
+            + "lower the learning rate"
     }
 }
 

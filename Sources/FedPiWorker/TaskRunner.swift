@@ -45,6 +45,9 @@ public final class TaskRunner: Sendable {
     let stateDir: String
     let logger: Logger
     let fault: Fault?
+    /// Bounds on the work a task may ask for (worker.toml `max_local_epochs`, `max_task_seconds`).
+    let maxEpochs: Int
+    let maxSeconds: Double
     private let changeHandler = Mutex<@Sendable (Snapshot) -> Void>({ _ in })
     private let state = Mutex(Snapshot())
     private let queue = DispatchQueue(label: "fedpi.training")
@@ -52,8 +55,10 @@ public final class TaskRunner: Sendable {
 
     var updatePath: String { stateDir + "/update.safetensors" }
 
-    public init(job: LocalTraining, stateDir: String, logger: Logger, fault: Fault? = nil) throws {
+    public init(job: LocalTraining, stateDir: String, logger: Logger, fault: Fault? = nil, maxEpochs: Int = 20, maxSeconds: Double = 3600) throws {
         self.job = job
+        self.maxEpochs = maxEpochs
+        self.maxSeconds = maxSeconds
         layout = try ModelZoo.make(job.model, seed: 1).parameters.entries
         self.stateDir = stateDir
         self.logger = logger
@@ -89,6 +94,16 @@ public final class TaskRunner: Sendable {
         public let description: String
     }
 
+    /// A task for a round older than the one this worker holds: refused, nothing deleted.
+    public struct Stale: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// A task that asks for more work than this worker allows.
+    public struct TooMuchWork: Error, CustomStringConvertible {
+        public let description: String
+    }
+
     /// Memory the board has free for a new task (MemAvailable); replaceable in tests.
     public var availableMemory: @Sendable () -> Int? {
         get { memoryProbe.withLock { $0 } }
@@ -107,13 +122,19 @@ public final class TaskRunner: Sendable {
         guard header.kind == .weights else { throw WireError("expected model weights, got a \(header.kind.rawValue)") }
         guard header.round == round else { throw WireError("the model file is for round \(header.round), the request for round \(round)") }
         let config = try TrainingConfig(metadata: header.metadata)
+        guard config.epochs <= maxEpochs else {
+            throw TooMuchWork(description: "the task asks for \(config.epochs) local epochs; this worker allows at most \(maxEpochs) (max_local_epochs)")
+        }
+        if let stale = TaskRunner.stale(round, snapshot) { throw stale }
         let digest = Codecs.crc32Hex([global[...]])
         let sameTask = state.withLock { $0.round == round && $0.digest == digest && ($0.phase == .training || $0.phase == .done) }
         if !sameTask, let free = availableMemory(), free < taskBytes {
             throw Refusal(description: "not enough memory for this task: it needs about \(taskBytes >> 20) MiB, "
                 + "the board has \(free >> 20) MiB available")
         }
-        let (decision, generation) = state.withLock { s -> (Start, Int) in
+        let (decision, generation) = try state.withLock { s throws -> (Start, Int) in
+            // checked again under the lock: a newer task may have arrived meanwhile
+            if let stale = TaskRunner.stale(round, s) { throw stale }
             if s.round == round, s.digest == digest {
                 if s.phase == .training { return (.alreadyRunning, s.generation) }
                 if s.phase == .done { return (.alreadyDone, s.generation) }
@@ -131,6 +152,14 @@ public final class TaskRunner: Sendable {
         return .started
     }
 
+    /// A task for a round older than the worker's current one is refused unless that one was cancelled
+    /// (DELETE), which is how a new federation starts over with a worker that ran a later round.
+    static func stale(_ round: Int, _ s: Snapshot) -> Stale? {
+        guard let current = s.round, current > round, s.phase != .cancelled else { return nil }
+        return Stale(description: "round \(round) is older than this worker's round \(current); nothing was changed "
+            + "(to start a new federation, DELETE /v1/rounds/\(current) first)")
+    }
+
     private func isCurrent(_ generation: Int) -> Bool { state.withLock { $0.generation == generation && $0.phase == .training } }
 
     private func train(round: Int, global: [UInt8], config: TrainingConfig, digest: String, generation: Int) {
@@ -138,8 +167,12 @@ public final class TaskRunner: Sendable {
         let clock = ContinuousClock(), start = clock.now
         var lastReport = start
         do {
+            let maxSeconds = self.maxSeconds
             var bytes = try job.run(round: round, global: global, config: config) { p in
                 guard self.isCurrent(generation) else { throw CancellationError() }
+                if p.elapsedSeconds > maxSeconds {
+                    throw TooMuchWork(description: "training stopped after \(Int(p.elapsedSeconds)) s: longer than max_task_seconds (\(Int(maxSeconds)) s)")
+                }
                 self.state.withLock {
                     $0.lastProgress = .now
                     $0.samples = p.runSamples
@@ -176,7 +209,7 @@ public final class TaskRunner: Sendable {
             state.withLock {
                 guard $0.generation == generation else { return }
                 $0.phase = .failed
-                $0.reason = "\(error)"
+                $0.reason = "\(error)".clipped()
             }
             logger.error("round \(round): training failed: \(error)")
         }

@@ -30,8 +30,10 @@ public final class WorkerService: Sendable {
     let classes: [Int]
     let logger: Logger
     let started = ContinuousClock.now
-    /// Largest request body accepted (a model file).
+    /// Largest request body accepted: this model's f32 file and a header allowance.
     let maxBodyBytes: Int
+    /// At most one evaluation at a time (a second one gets 429).
+    let evaluating = Mutex(false)
     /// Mutual TLS with the fleet CA; nil: plain HTTP.
     public let identity: WorkerIdentity?
     /// The deny-list as it is now (re-read on SIGHUP with the certificates).
@@ -40,13 +42,14 @@ public final class WorkerService: Sendable {
     /// Loads the data shard (this node's samples, kept in a file in the state directory) and the
     /// finished-update store.
     public init(settings: WorkerSettings, model: String = "mnist-cnn", fault: TaskRunner.Fault? = nil,
-                maxBodyBytes: Int = WireLimits().maxFileBytes, identity: WorkerIdentity? = nil,
+                maxBodyBytes: Int? = nil, identity: WorkerIdentity? = nil,
                 currentDeny: (@Sendable () throws -> Set<String>)? = nil, logger: Logger) throws {
         self.settings = settings
         self.identity = identity
         let deny = settings.deny
         self.currentDeny = currentDeny ?? { deny }
-        self.maxBodyBytes = maxBodyBytes
+        let layout = try ModelZoo.make(model, seed: 1).parameters.entries
+        self.maxBodyBytes = maxBodyBytes ?? WorkerService.bodyLimit(layout)
         self.model = model
         self.logger = logger
         let directory = MNISTDirectory(settings.data)
@@ -61,7 +64,7 @@ public final class WorkerService: Sendable {
         classes = selected.classCounts().map(\.label)
         runner = try TaskRunner(
             job: LocalTraining(node: settings.name, model: model, data: shard, indices: Array(0..<shard.count), lanes: settings.lanes),
-            stateDir: settings.stateDir, logger: logger, fault: fault)
+            stateDir: settings.stateDir, logger: logger, fault: fault, maxEpochs: settings.maxLocalEpochs, maxSeconds: settings.maxTaskSeconds)
         logger.info("loaded \(shard.count) training samples", metadata: [
             "data": "\(settings.data)", "classes": "\(classes.map(String.init).joined(separator: ","))"])
     }
@@ -102,8 +105,7 @@ public final class WorkerService: Sendable {
                 return self.json(Message(state: "error", message: "round must be a non-negative integer"), status: .badRequest)
             }
             guard let body = try await self.body(of: request) else {
-                return self.json(Message(round: round, state: "error", message: "model file larger than \(self.maxBodyBytes) bytes"),
-                                 status: .contentTooLarge)
+                return self.tooLarge(round: round)
             }
             do {
                 switch try self.runner.start(round: round, global: body) {
@@ -114,9 +116,13 @@ public final class WorkerService: Sendable {
             } catch let refusal as TaskRunner.Refusal {
                 self.logger.warning("round \(round): refused: \(refusal)")
                 return self.json(Message(round: round, state: "refused", message: refusal.description), status: .serviceUnavailable)
+            } catch let stale as TaskRunner.Stale {
+                self.logger.warning("round \(round): refused: \(stale)")
+                return self.json(Message(round: round, state: "stale", message: stale.description), status: .conflict)
             } catch {
-                self.logger.warning("round \(round): rejected the model file: \(error)")
-                return self.json(Message(round: round, state: "error", message: "\(error)"), status: .badRequest)
+                let reason = "\(error)".clipped()
+                self.logger.warning("round \(round): rejected the task: \(reason)")
+                return self.json(Message(round: round, state: "error", message: reason), status: .badRequest)
             }
         }
         router.get("v1/rounds/:round/update") { request, context in
@@ -153,13 +159,20 @@ public final class WorkerService: Sendable {
             return self.json(Message(round: round, state: "cancelled"))
         }
         router.post("v1/evaluate") { request, _ in
-            let test: LabeledImages
-            switch self.testSplit() {
-            case .success(let t): test = t
-            case .failure(let e): return self.json(Message(state: "error", message: "no local test split: \(e)"), status: .conflict)
+            // one evaluation at a time, off the event loop: health answers and the watchdog pings meanwhile
+            guard self.evaluating.withLock({ busy in
+                defer { busy = true }
+                return !busy
+            }) else {
+                return self.json(Message(state: "busy", message: "an evaluation is running; try again shortly"),
+                                 status: .tooManyRequests, headers: [.retryAfter: "5"])
             }
-            guard let body = try await self.body(of: request) else {
-                return self.json(Message(state: "error", message: "model file larger than \(self.maxBodyBytes) bytes"), status: .contentTooLarge)
+            defer { self.evaluating.withLock { $0 = false } }
+            guard let body = try await self.body(of: request) else { return self.tooLarge(round: nil) }
+            let test: LabeledImages
+            switch await Task.detached(operation: { self.testSplit() }).value {
+            case .success(let t): test = t
+            case .failure(let e): return self.json(Message(state: "error", message: "no local test split: \(e)".clipped()), status: .conflict)
             }
             do {
                 let net = try ModelZoo.make(self.model, seed: 1)
@@ -168,7 +181,7 @@ public final class WorkerService: Sendable {
                 let e = try await Task.detached { try Trainer.evaluate(net, on: test, lanes: 1) }.value
                 return self.json(Evaluation(accuracy: e.accuracy, loss: e.loss, samples: e.count, seconds: e.seconds))
             } catch {
-                return self.json(Message(state: "error", message: "\(error)"), status: .badRequest)
+                return self.json(Message(state: "error", message: "\(error)".clipped()), status: .badRequest)
             }
         }
         router.get("metrics") { _, _ in
@@ -192,13 +205,28 @@ public final class WorkerService: Sendable {
         }
     }
 
-    /// The request body, or nil when it is larger than `maxBodyBytes`.
+    /// The most a model file for `layout` can take: f32 values and a header allowance.
+    static func bodyLimit(_ layout: [ParameterInfo]) -> Int {
+        layout.reduce(0) { $0 + $1.count } * 4 + (256 << 10)
+    }
+
+    /// The request body, or nil when it is larger than `maxBodyBytes`: refused by its declared length
+    /// before anything is read, or as soon as a chunked body passes the bound. The chunks are copied
+    /// once into the result and released as they go, so the body is never held twice.
     func body(of request: Request) async throws -> [UInt8]? {
-        do {
-            return Array(buffer: try await request.body.collect(upTo: maxBodyBytes))
-        } catch is NIOTooManyBytesError {
-            return nil
+        if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > maxBodyBytes { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(min(maxBodyBytes, request.headers[.contentLength].flatMap { Int($0) } ?? 1 << 20))
+        for try await chunk in request.body {
+            guard bytes.count + chunk.readableBytes <= maxBodyBytes else { return nil }
+            chunk.withUnsafeReadableBytes { bytes.append(contentsOf: $0) }
         }
+        return bytes
+    }
+
+    func tooLarge(round: Int?) -> Response {
+        json(Message(round: round, state: "error", message: "request body larger than \(maxBodyBytes) bytes, the most a \(model) file can be"),
+             status: .contentTooLarge, headers: [.connection: "close"])
     }
 
     func metrics() -> String {
@@ -223,13 +251,14 @@ public final class WorkerService: Sendable {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
+    func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]) -> Response {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
-        return Response(status: status, headers: [.contentType: "application/json"],
-                        body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        var headers: HTTPFields = [.contentType: "application/json"]
+        headers.append(contentsOf: extra)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
     /// One line for `systemctl status`: what the worker is doing now, and a certificate about to expire.
@@ -281,8 +310,11 @@ public final class WorkerService: Sendable {
         let watchdog = WatchdogService(notifier: notifier) { await self.healthy(stallLimit: stallLimit) }
         var services: [any Service] = [watchdog]
         let server: HTTPServerBuilder
+        // a connection that sends nothing (no headers, a stalled body, an idle keep-alive) for this long
+        // is closed; one whose request is being answered (a collect's long poll) is not
+        let http = HTTP1Channel.Configuration(idleTimeout: .seconds(30))
         if let identity {
-            server = FleetTLSChannel.builder(identity, configuration: .init())
+            server = FleetTLSChannel.builder(identity, configuration: http)
             services.append(ReloadService(identity: identity, deny: currentDeny, notifier: notifier, logger: logger) {
                 notifier.status(self.statusLine(self.runner.snapshot))
             })
@@ -291,7 +323,7 @@ public final class WorkerService: Sendable {
                         metadata: ["certificate": "\(c.name ?? "?")", "expires": "\(IdentityFiles.day(c.notValidAfter))"])
             if let warning = identity.expiryWarning() { logger.warning("\(warning)") }
         } else {
-            server = .http1()
+            server = .http1(configuration: http)
             logger.warning("no TLS configured: this worker accepts unauthenticated requests from anyone who can reach its port")
         }
         let app = Application(

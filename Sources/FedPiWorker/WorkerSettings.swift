@@ -35,6 +35,10 @@ public struct WorkerSettings: Sendable {
     public var deny: Set<String> = []
     /// Serve plain HTTP on a non-loopback address (anyone who reaches the port may use the worker).
     public var insecure = false
+    /// Most local epochs a task may ask for; more is refused with the reason.
+    public var maxLocalEpochs = 20
+    /// Longest a task may train, seconds; a task still training then fails with the reason.
+    public var maxTaskSeconds = 3600.0
 
     public init() {}
 
@@ -56,6 +60,8 @@ public struct WorkerSettings: Sendable {
         if let v = try f.string("tls_ca") { tlsAuthority = v }
         if let v = try f.strings("tls_deny") { deny = try WorkerSettings.fingerprints(v, path: path) }
         if let v = try f.bool("insecure") { insecure = v }
+        if let v = try f.int("max_local_epochs", in: 1...1000) { maxLocalEpochs = v }
+        if let v = try f.double("max_task_seconds", in: 1...604_800) { maxTaskSeconds = v }
         try f.finish()
     }
 

@@ -19,13 +19,14 @@ final class WorkerAPITests: XCTestCase {
     /// Training samples of classes 0-4, the test workers' share.
     static let shard = try! MNISTDirectory(data).load(.train).indices(ofClasses: [0, 1, 2, 3, 4]).count
 
-    func service(stateDir: String? = nil, maxBody: Int = 64 << 20) throws -> WorkerService {
+    func service(stateDir: String? = nil, maxBody: Int? = nil, maxEpochs: Int = 20) throws -> WorkerService {
         var s = WorkerSettings()
         s.name = "test-node"
         s.data = WorkerAPITests.data
         s.classes = "0-4"
         s.stateDir = stateDir ?? IDXFixtures.temporaryDirectory("fedpi-worker-state")
         s.lanes = 1
+        s.maxLocalEpochs = maxEpochs
         return try WorkerService(settings: s, model: "mnist-mlp", maxBodyBytes: maxBody, logger: Logger(label: "test"))
     }
 
@@ -218,5 +219,86 @@ final class WorkerAPITests: XCTestCase {
         XCTAssertEqual(WorkerService.statusLine(s), "round 3: training 1200/24000 samples, loss 0.412")
         s.phase = .done
         XCTAssertEqual(WorkerService.statusLine(s), "round 3: update ready")
+    }
+
+    func testBodiesAreBoundedByTheModelsSizeBeforeTheyAreRead() async throws {
+        let svc = try service()
+        let limit = WorkerService.bodyLimit(try ModelZoo.make("mnist-mlp", seed: 1).parameters.entries)
+        XCTAssertEqual(svc.maxBodyBytes, limit)
+        XCTAssertLessThan(limit, 1_100_000, "an mnist-mlp file is ~0.8 MB")
+        try await Application(router: svc.router()).test(.router) { client in
+            for path in ["/v1/rounds/1", "/v1/evaluate"] {
+                let method: HTTPRequest.Method = path == "/v1/evaluate" ? .post : .put
+                try await client.execute(uri: path, method: method, body: ByteBuffer(bytes: [UInt8](repeating: 7, count: limit + 1))) { r in
+                    XCTAssertEqual(r.status, .contentTooLarge, path)
+                    XCTAssertTrue(WorkerAPITests.text(r).contains("the most a mnist-mlp file can be"), WorkerAPITests.text(r))
+                }
+            }
+        }
+        XCTAssertNil(svc.runner.snapshot.round)
+    }
+
+    func testAnOlderRoundNeverReplacesANewerOne() async throws {
+        let svc = try service()
+        try await Application(router: svc.router()).test(.router) { client in
+            try await client.execute(uri: "/v1/rounds/5", method: .put, body: try WorkerAPITests.global(round: 5)) { XCTAssertEqual($0.status, .accepted) }
+            let update = try await client.execute(uri: "/v1/rounds/5/update?wait=60", method: .get) { r in
+                XCTAssertEqual(r.status, .ok)
+                return Array(buffer: r.body)
+            }
+            try await client.execute(uri: "/v1/rounds/4", method: .put, body: try WorkerAPITests.global(round: 4)) { r in
+                XCTAssertEqual(r.status, .conflict)
+                XCTAssertTrue(WorkerAPITests.text(r).contains("older than this worker's round 5"), WorkerAPITests.text(r))
+            }
+            // the finished newer update is still there
+            try await client.execute(uri: "/v1/rounds/5/update", method: .get) { XCTAssertEqual(Array(buffer: $0.body), update) }
+            // after a DELETE of round 5 (a new federation starting over) round 1 is taken
+            try await client.execute(uri: "/v1/rounds/5", method: .delete) { XCTAssertEqual($0.status, .ok) }
+            try await client.execute(uri: "/v1/rounds/1", method: .put, body: try WorkerAPITests.global(round: 1)) { XCTAssertEqual($0.status, .accepted) }
+        }
+    }
+
+    func testTooMuchWorkAndLongReasonsAreRefusedShortly() async throws {
+        let svc = try service(maxEpochs: 3)
+        try await Application(router: svc.router()).test(.router) { client in
+            let body = try WorkerAPITests.global(round: 1, metadata: ["train.epochs": "1000"])
+            try await client.execute(uri: "/v1/rounds/1", method: .put, body: body) { r in
+                XCTAssertEqual(r.status, .badRequest)
+                XCTAssertTrue(WorkerAPITests.text(r).contains("at most 3 (max_local_epochs)"), WorkerAPITests.text(r))
+            }
+            let huge = String(repeating: "9", count: 500_000)
+            try await client.execute(uri: "/v1/rounds/1", method: .put, body: try WorkerAPITests.global(round: 1, metadata: ["train.lr": huge])) { r in
+                XCTAssertEqual(r.status, .badRequest)
+                XCTAssertLessThan(r.body.readableBytes, 1000, "the reason quoting the input is cut short")
+            }
+        }
+        XCTAssertNil(svc.runner.snapshot.round)
+    }
+
+    func testOneEvaluationAtATime() async throws {
+        let svc = try service()
+        svc.evaluating.withLock { $0 = true }  // as if one were running
+        try await Application(router: svc.router()).test(.router) { client in
+            try await client.execute(uri: "/v1/evaluate", method: .post, body: try WorkerAPITests.global(round: 0)) { r in
+                XCTAssertEqual(r.status, .tooManyRequests)
+                XCTAssertEqual(r.headers[.retryAfter], "5")
+            }
+            try await client.execute(uri: "/v1/health", method: .get) { XCTAssertEqual($0.status, .ok) }
+            svc.evaluating.withLock { $0 = false }
+            try await client.execute(uri: "/v1/evaluate", method: .post, body: try WorkerAPITests.global(round: 0)) { XCTAssertEqual($0.status, .ok) }
+            XCTAssertFalse(svc.evaluating.withLock { $0 }, "the gate opens again after an evaluation")
+        }
+    }
+
+    func testDivergedTrainingFailsWithTheReasonNeverServesAnUpdate() async throws {
+        let svc = try service()
+        try await Application(router: svc.router()).test(.router) { client in
+            let body = try WorkerAPITests.global(round: 1, metadata: ["train.lr": "10", "train.momentum": "0.99"])
+            try await client.execute(uri: "/v1/rounds/1", method: .put, body: body) { XCTAssertEqual($0.status, .accepted) }
+            try await client.execute(uri: "/v1/rounds/1/update?wait=60", method: .get) { r in
+                XCTAssertEqual(r.status, .internalServerError)
+                XCTAssertTrue(WorkerAPITests.text(r).contains("training diverged"), WorkerAPITests.text(r))
+            }
+        }
     }
 }
