@@ -24,7 +24,7 @@ public struct TrainingConfig: Sendable {
     public init(metadata m: [String: String]) throws(WireError) {
         func value<T>(_ key: String, _ parse: (String) -> T?, _ ok: (T) -> Bool, _ what: String) throws(WireError) -> T? {
             guard let s = m["train." + key] else { return nil }
-            guard let v = parse(s), ok(v) else { throw WireError("training config train.\(key)=\(s) is not \(what)") }
+            guard let v = parse(s), ok(v) else { throw WireError("training config train.\(key)=\(s.clipped(80)) is not \(what)") }
             return v
         }
         if let v = try value("epochs", { Int($0) }, { (1...1000).contains($0) }, "an integer in 1...1000") { epochs = v }

@@ -98,6 +98,20 @@ public enum ModelFile {
         return zip(global, delta).map { $0 + $1 }
     }
 
+    /// Whether the data matches the file's `checksum` (CRC-32): true, false, or nil for a file without
+    /// one (written by another tool).
+    public static func checksumMatches(_ file: SafetensorsFile) -> Bool? {
+        guard let c = file.metadata["checksum"] else { return nil }
+        return c == Codecs.crc32Hex([file.payload])
+    }
+
+    /// Throws when the file has a checksum and its data does not match it.
+    public static func verifyChecksum(_ file: SafetensorsFile) throws(WireError) {
+        if checksumMatches(file) == false {
+            throw WireError("checksum mismatch: metadata says \(file.metadata["checksum"]!.clipped(16)), data has \(Codecs.crc32Hex([file.payload])): the file is corrupted")
+        }
+    }
+
     /// Decodes and validates a file against the layout the receiver expects. Any file whose tensors
     /// have the layout's names and shapes is accepted (a Python-written one too); FedPi metadata, when
     /// present, must agree. Returns f32 values in layout order, all finite.
@@ -109,10 +123,7 @@ public enum ModelFile {
         if let f = m["format"], f != format { throw WireError("format \(f) is not \(format)") }
         let hash = layoutHash(layout)
         if let l = m["layout"], l != hash { throw WireError("parameter layout \(l) differs from \(model)'s \(hash)") }
-        if let c = m["checksum"] {
-            let actual = Codecs.crc32Hex([file.payload])
-            guard c == actual else { throw WireError("checksum mismatch: metadata says \(c), data has \(actual)") }
-        }
+        try verifyChecksum(file)
         let encoding = try m["encoding"].map { (e: String) throws(WireError) -> Encoding in
             guard let v = Encoding(rawValue: e) else { throw WireError("unknown encoding \(e)") }
             return v
@@ -123,7 +134,7 @@ public enum ModelFile {
         } ?? .weights
         func number(_ key: String) throws(WireError) -> Int {
             guard let s = m[key] else { return 0 }
-            guard let v = Int(s), v >= 0 else { throw WireError("metadata \(key)=\(s) is not a non-negative integer") }
+            guard let v = Int(s), v >= 0 else { throw WireError("metadata \(key)=\(s.clipped(80)) is not a non-negative integer") }
             return v
         }
         let header = ModelFileHeader(model: model, layout: hash, round: try number("round"), examples: try number("examples"),

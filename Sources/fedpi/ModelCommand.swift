@@ -30,7 +30,14 @@ struct InspectModel: ParsableCommand {
         print("  \(total) values")
         if !f.metadata.isEmpty {
             print("metadata:")
-            for (k, v) in f.metadata.sorted(by: { $0.key < $1.key }) { print("  \(k) = \(v)") }
+            for (k, v) in f.metadata.sorted(by: { $0.key < $1.key }) { print("  \(k) = \(v.clipped(200))") }
+        }
+        switch ModelFile.checksumMatches(f) {
+        case true?: print("checksum: matches")
+        case false?:
+            print("checksum: MISMATCH: the data is not what was written (corrupted file)")
+            throw ExitCode(1)
+        case nil: print("checksum: none in the file (not written by FedPi)")
         }
     }
 }
@@ -59,6 +66,8 @@ struct ConvertModel: ParsableCommand {
 
     func run() throws {
         let f = try SafetensorsFile.decode(try FileIO.read(input))
+        // never launder corruption into a new file with a fresh, valid checksum
+        try ModelFile.verifyChecksum(f)
         var values: [Float] = []
         var layout: [ParameterInfo] = []
         for t in f.tensors {

@@ -118,6 +118,16 @@ final class CommandLineTests: XCTestCase {
         let refused = try fedpi("train", "--data", dir, "--model", "mnist-mlp", "--init", f32)
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertTrue(refused.stderr.contains("checksum mismatch"), refused.stderr)
+        // the file tools verify it too: inspect says so and fails, convert writes nothing
+        XCTAssertTrue(inspect.stdout.contains("checksum: matches"), inspect.stdout)
+        let corrupted = try fedpi("model", "inspect", f32)
+        XCTAssertEqual(corrupted.status, 1)
+        XCTAssertTrue(corrupted.stdout.contains("checksum: MISMATCH"), corrupted.stdout)
+        let laundered = dir + "/laundered.safetensors"
+        let converted = try fedpi("model", "convert", "--to", "f16", f32, laundered)
+        XCTAssertNotEqual(converted.status, 0)
+        XCTAssertTrue(converted.stderr.contains("checksum mismatch"), converted.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: laundered))
     }
 
     func testSimulatePrintsARowPerRoundAndLearns() throws {
