@@ -38,6 +38,8 @@ public final class Aggregator: @unchecked Sendable {
         }
         let history = try History(path: historyPath)
         let model = try ModelZoo.make(config.model, seed: config.seed)
+        // the most an update of this model can be: f32 values and a header allowance
+        let maxUpdateBytes = model.parameters.count * 4 + (256 << 10)
         var done = 0
         if FileManager.default.fileExists(atPath: checkpointPath) {
             let values: [Float], header: ModelFileHeader
@@ -81,11 +83,12 @@ public final class Aggregator: @unchecked Sendable {
         await inventory.setOnTransition { node, state, detail in history.nodeEvent(node, state: state.rawValue, detail: detail) }
         let workers = config.nodes.map {
             RemoteWorker(node: $0.name, url: $0.dialURL(tls: tls), client: client, inventory: inventory,
-                         unreachableGrace: config.unreachableGrace, logger: logger)
+                         unreachableGrace: config.unreachableGrace, maxUpdateBytes: maxUpdateBytes, logger: logger)
         }
         let strategy = config.makeStrategy()
         let federation = Federation(model: model, strategy: strategy, workers: workers, minNodes: config.minNodes, config: config.training)
         federation.concurrent = true
+        federation.maxNormRatio = config.maxNormRatio > 0 ? config.maxNormRatio : nil
         federation.roundTimeout = .milliseconds(Int64(config.roundTimeout * 1000))
         let central = try test.map { try CentralEvaluation(model: config.model, data: $0, indices: testIndices ?? []) }
         if central == nil {

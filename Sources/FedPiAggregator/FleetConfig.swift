@@ -61,6 +61,8 @@ public struct FleetConfig: Sendable {
     public var strategy = "fedavg"
     public var mu = 0.01
     public var clipNorm: Double?
+    /// Updates whose norm exceeds this many times the median update norm are rejected (0: off).
+    public var maxNormRatio = 10.0
     public var encoding: Encoding = .f16
     public var stateDir = "fedpi-state"
     /// MNIST-format folder whose test split evaluates the global model after each round.
@@ -105,6 +107,7 @@ public struct FleetConfig: Sendable {
         }
         if let v = try f.double("mu", in: 0...100) { mu = v }
         clipNorm = try f.double("clip_norm", in: 1e-9...1e12)
+        if let v = try f.double("max_norm_ratio", in: 0...1e9) { maxNormRatio = v }
         if let v = try f.string("encoding") {
             guard let e = Encoding(rawValue: v) else { throw ConfigError("\(path): encoding must be f32, f16 or i8") }
             encoding = e

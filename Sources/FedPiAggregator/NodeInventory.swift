@@ -73,6 +73,9 @@ public actor NodeInventory {
 
     func index(_ name: String) -> Int? { nodes.firstIndex { $0.name == name } }
 
+    /// The training samples `name` reported at its last probe.
+    public func samples(of name: String) -> Int? { index(name).flatMap { nodes[$0].samples } }
+
     private func transition(_ i: Int, to state: State, _ detail: String) {
         let old = nodes[i].state
         nodes[i].state = state

@@ -17,17 +17,29 @@ public final class RemoteWorker: WorkerClient, Sendable {
     let client: HTTPClient
     let inventory: NodeInventory
     let grace: Double
+    /// Largest update read from the node: the model's f32 file and a header allowance.
+    let maxUpdateBytes: Int
     let logger: Logger
     /// Seconds a collect call asks the worker to hold the connection.
     static let longPoll = 20.0
+    /// Most times a round's task is dispatched again to a node that says it lost it (404).
+    static let maxRedispatches = 5
 
-    public init(node: String, url: String, client: HTTPClient, inventory: NodeInventory, unreachableGrace: Double, logger: Logger) {
+    public init(node: String, url: String, client: HTTPClient, inventory: NodeInventory, unreachableGrace: Double,
+                maxUpdateBytes: Int = WireLimits().maxFileBytes, logger: Logger) {
         self.node = node
         self.url = url
         self.client = client
         self.inventory = inventory
         grace = unreachableGrace
+        self.maxUpdateBytes = maxUpdateBytes
         self.logger = logger
+    }
+
+    /// Seconds to pause before try `n` (1, 2, …) of something that did not work: 0.25·2^(n−1) s,
+    /// capped at `cap`, times a jitter in [0.5, 1].
+    static func pause(_ n: Int, cap: Double) -> Double {
+        min(cap, 0.25 * pow(2, Double(min(max(n, 1) - 1, 20)))) * Double.random(in: 0.5...1)
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -44,7 +56,14 @@ public final class RemoteWorker: WorkerClient, Sendable {
         let clock = ContinuousClock()
         var dispatched = false
         var unreachableSince: ContinuousClock.Instant?
-        var retry = 0
+        var retry = 0, redispatches = 0, hastyAnswers = 0
+        // the same warning again and again is logged the first time and then every 10th time, with a count
+        var repeats: [String: Int] = [:]
+        func warn(_ key: String, _ message: @autoclosure () -> String) {
+            let n = (repeats[key] ?? 0) + 1
+            repeats[key] = n
+            if n == 1 { logger.warning("\(message())") } else if n % 10 == 0 { logger.warning("\(message()) (\(n) times this round)") }
+        }
         while true {
             try Task.checkCancellation()
             do {
@@ -66,19 +85,44 @@ public final class RemoteWorker: WorkerClient, Sendable {
                     }
                 }
                 let wait = RemoteWorker.longPoll
+                let asked = clock.now
                 let get = HTTPClientRequest(url: "\(url)/v1/rounds/\(round)/update?wait=\(Int(wait))")
                 let response = try await client.execute(get, timeout: .seconds(Int64(wait) + 15))
-                let body = try await response.body.collect(upTo: WireLimits().maxFileBytes)
+                if response.status.code == 200,
+                   let declared = response.headers.first(name: "Content-Length").flatMap(Int.init), declared > maxUpdateBytes {
+                    throw Refused(description: "update too large: \(declared) bytes, more than the \(maxUpdateBytes) a \(node) update can be")
+                }
+                let body: ByteBuffer
+                do {
+                    body = try await response.body.collect(upTo: response.status.code == 200 ? maxUpdateBytes : Control.maxMessageBytes)
+                } catch is NIOTooManyBytesError {
+                    throw Refused(description: response.status.code == 200
+                        ? "update too large: more than the \(maxUpdateBytes) bytes an update of this model can be"
+                        : "answer \(response.status.code) too large: more than \(Control.maxMessageBytes) bytes")
+                }
                 unreachableSince = nil
                 retry = 0
                 switch response.status.code {
                 case 200:
+                    try await checkExamples(body)
                     await inventory.succeeded(node)
                     return Array(buffer: body)
                 case 202:
                     logger.debug("\(node): round \(round) still training: \(RemoteWorker.message(body))")
+                    // a node that answers 202 at once instead of holding the long poll is asked less often
+                    if clock.now - asked < .seconds(1) {
+                        hastyAnswers += 1
+                        try await Task.sleep(for: .milliseconds(Int(RemoteWorker.pause(hastyAnswers, cap: 5) * 1000)))
+                    } else {
+                        hastyAnswers = 0
+                    }
                 case 404:
-                    logger.warning("node \(node) lost its task for round \(round) (restarted?); dispatching again")
+                    redispatches += 1
+                    guard redispatches <= RemoteWorker.maxRedispatches else {
+                        throw Refused(description: "lost its task for round \(round) \(RemoteWorker.maxRedispatches) times after it was dispatched again")
+                    }
+                    warn("404", "node \(node) lost its task for round \(round) (restarted?); dispatching again")
+                    try await Task.sleep(for: .milliseconds(Int(RemoteWorker.pause(redispatches, cap: 10) * 1000)))
                     dispatched = false
                 case 410:
                     throw Refused(description: "the node moved on: \(RemoteWorker.message(body))")
@@ -97,7 +141,7 @@ public final class RemoteWorker: WorkerClient, Sendable {
                 let reason = RemoteWorker.describe(error)
                 if RemoteWorker.isSilence(error) {
                     // connected but no answer: a frozen or overloaded node; only the round deadline ends this
-                    logger.warning("node \(node) did not answer (\(reason)); asking again")
+                    warn("silent", "node \(node) did not answer (\(reason)); asking again")
                 } else {
                     let since = unreachableSince ?? clock.now
                     unreachableSince = since
@@ -108,9 +152,18 @@ public final class RemoteWorker: WorkerClient, Sendable {
                     }
                 }
                 retry += 1
-                let pause = min(2.0, 0.1 * pow(2, Double(min(retry, 10)))) * Double.random(in: 0.5...1)
-                try await Task.sleep(for: .milliseconds(Int(pause * 1000)))
+                try await Task.sleep(for: .milliseconds(Int(RemoteWorker.pause(retry, cap: 2) * 1000)))
             }
+        }
+    }
+
+    /// An update may claim no more training examples than the node registered when it was probed
+    /// (nor more than any board could hold): its weight in the average is bounded by what it said it has.
+    func checkExamples(_ body: ByteBuffer) async throws {
+        let claimed = (try? SafetensorsFile.decode(Array(buffer: body)))?.metadata["examples"].flatMap(Int.init) ?? 0
+        let registered = await inventory.samples(of: node) ?? Control.maxSamples
+        guard claimed <= min(registered, Control.maxSamples) else {
+            throw Refused(description: "update rejected: it claims \(claimed) training examples, but the node registered \(registered) samples")
         }
     }
 

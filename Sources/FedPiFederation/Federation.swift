@@ -73,6 +73,13 @@ public final class Federation: @unchecked Sendable {
     public var evaluate: ((Model) async throws -> EvaluationResult?)?
     /// Called with every record as soon as its round ends.
     public var onRound: ((RoundRecord) -> Void)?
+    /// Screening: an update whose L2 norm is more than this many times the median norm of the
+    /// reference updates is rejected (nil: no screening). The reference is the last completed round's
+    /// accepted updates; a round without one (the first after a start) holds its updates until all
+    /// are in and screens them against their own median.
+    public var maxNormRatio: Double? = 10
+    /// Median norm of the last completed round's accepted updates.
+    public private(set) var referenceNorm: Double?
     /// Called when a node's update is accepted or rejected, for logs.
     public var onNode: ((_ round: Int, _ node: String, _ outcome: Result<Participation, NodeFailure>) -> Void)?
     public private(set) var history: [RoundRecord] = []
@@ -116,25 +123,44 @@ public final class Federation: @unchecked Sendable {
         let chosen = await select?(round) ?? workers
         let fold = strategy.fold(global: global)
         var participants: [Participation] = [], failures: [NodeFailure] = []
+        var norms: [Double] = []
+        // without a reference norm the round's updates wait here until all are in (O(nodes × model) once)
+        var held: [(NodeUpdate, Participation, Double)] = []
+        let reference = referenceNorm
 
-        func settle(_ node: String, _ result: Result<[UInt8], any Error>, _ seconds: Double) {
-            let outcome: Result<Participation, NodeFailure>
-            do {
-                let bytes = try result.get()
-                let update = try Federation.validate(bytes, from: node, round: round, model: model)
-                fold.add(update)
-                outcome = .success(Participation(node: node, examples: update.examples, bytes: bytes.count, seconds: seconds,
-                                                  trainSeconds: update.trainSeconds))
-            } catch let error as WireError {
-                outcome = .failure(NodeFailure(node: node, reason: "update rejected: \(error)"))
-            } catch {
-                outcome = .failure(NodeFailure(node: node, reason: "\(error)"))
-            }
+        func record(_ node: String, _ outcome: Result<Participation, NodeFailure>) {
             switch outcome {
             case .success(let p): participants.append(p)
             case .failure(let f): failures.append(f)
             }
             onNode?(round, node, outcome)
+        }
+
+        func settle(_ node: String, _ result: Result<[UInt8], any Error>, _ seconds: Double) {
+            do {
+                let bytes = try result.get()
+                let update = try Federation.validate(bytes, from: node, round: round, model: model)
+                let participation = Participation(node: node, examples: update.examples, bytes: bytes.count, seconds: seconds,
+                                                  trainSeconds: update.trainSeconds)
+                let norm = Federation.norm(update.delta)
+                if maxNormRatio != nil, reference == nil {
+                    held.append((update, participation, norm))
+                    return
+                }
+                if let problem = screen(norm: norm, against: reference) { throw problem }
+                fold.add(update)
+                norms.append(norm)
+                record(node, .success(participation))
+            } catch let error as WireError {
+                record(node, .failure(NodeFailure(node: node, reason: "update rejected: \(error)")))
+            } catch {
+                record(node, .failure(NodeFailure(node: node, reason: "\(error)")))
+            }
+        }
+
+        func screen(norm: Double, against reference: Double?) -> UpdateScreened? {
+            guard let k = maxNormRatio, let reference, reference > 0 else { return nil }
+            return norm > k * reference ? UpdateScreened(norm: norm, reference: reference, ratio: k) : nil
         }
 
         if concurrent {
@@ -173,8 +199,31 @@ public final class Federation: @unchecked Sendable {
             }
         }
 
-        let completed = participants.count >= minNodes
-        if completed { model.parameters.load(fold.result()) }
+        if !held.isEmpty {
+            let median = Federation.median(held.map(\.2))
+            for (update, participation, norm) in held {
+                if let problem = screen(norm: norm, against: median) {
+                    record(update.node, .failure(NodeFailure(node: update.node, reason: "\(problem)")))
+                } else {
+                    fold.add(update)
+                    norms.append(norm)
+                    record(update.node, .success(participation))
+                }
+            }
+            held = []
+        }
+        var completed = participants.count >= minNodes
+        if completed {
+            let next = fold.result()
+            // the new global model must be usable: finite, and representable in the encoding it travels in
+            if let problem = Federation.unusable(next, limit: globalPayloadLimit) {
+                failures.append(NodeFailure(node: "(aggregate)", reason: problem))
+                completed = false
+            } else {
+                model.parameters.load(next)
+                referenceNorm = Federation.median(norms)
+            }
+        }
         let e = completed ? try await evaluate?(model) ?? nil : nil
         let record = RoundRecord(
             round: round, attempt: attempt, completed: completed, participants: participants, failures: failures,
@@ -183,6 +232,31 @@ public final class Federation: @unchecked Sendable {
         history.append(record)
         onRound?(record)
         return record
+    }
+
+    /// The largest magnitude the global model may hold: f16's 65504 when it travels as f16.
+    var globalPayloadLimit: Float { config.encoding == .f32 ? .greatestFiniteMagnitude : 65504 }
+
+    /// Why `values` cannot be the new global model, or nil.
+    static func unusable(_ values: [Float], limit: Float) -> String? {
+        var bad = 0
+        for v in values where !(abs(v) <= limit) { bad += 1 }
+        guard bad > 0 else { return nil }
+        return "the aggregated model has \(bad) values that are not finite or beyond \(limit == 65504 ? "f16's range (65504)" : "f32's range"): "
+            + "round rejected, the global model kept"
+    }
+
+    public static func norm(_ v: [Float]) -> Double {
+        var sum = 0.0
+        for x in v { sum += Double(x) * Double(x) }
+        return sum.squareRoot()
+    }
+
+    /// The lower median: with two updates, the smaller norm (so one of two nodes cannot drag the
+    /// reference up to its own size).
+    static func median(_ v: [Double]) -> Double? {
+        guard !v.isEmpty else { return nil }
+        return v.sorted()[(v.count - 1) / 2]
     }
 
     public static func seconds(_ d: Duration) -> Double {
@@ -199,6 +273,15 @@ public final class Federation: @unchecked Sendable {
         var update = NodeUpdate(node: node, delta: delta, examples: header.examples, bytes: bytes.count)
         update.trainSeconds = header.metadata["train_seconds"].flatMap(Double.init).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil }
         return update
+    }
+}
+
+/// An update far larger than the others: rejected before it counts.
+public struct UpdateScreened: Error, CustomStringConvertible {
+    public var norm: Double, reference: Double, ratio: Double
+    public var description: String {
+        "update rejected: its norm \(Format.fixed(norm, 3)) is \(Format.fixed(norm / reference, 1))× the median update norm "
+            + "\(Format.fixed(reference, 3)) (max_norm_ratio \(Format.fixed(ratio, 1)))"
     }
 }
 

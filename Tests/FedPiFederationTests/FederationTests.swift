@@ -38,6 +38,39 @@ final class FakeWorker: WorkerClient, @unchecked Sendable {
 }
 
 final class FederationTests: XCTestCase {
+    func testAnUpdateFarLargerThanTheOthersIsRejectedInTheFirstRoundAndLater() async throws {
+        let f = try federation([FakeWorker("pi-1", .delta(0.01, examples: 10)), FakeWorker("pi-2", .delta(0.012, examples: 10)),
+                                FakeWorker("evil", .delta(100, examples: 10))], minNodes: 2)
+        let before = f.model.parameters.flatValues
+        let r1 = try await f.runRound(1)
+        XCTAssertTrue(r1.completed)
+        XCTAssertEqual(r1.participants.map(\.node), ["pi-1", "pi-2"])
+        XCTAssertEqual(r1.failures.map(\.node), ["evil"])
+        XCTAssertTrue(r1.failures[0].reason.contains("max_norm_ratio"), r1.failures[0].reason)
+        for (a, b) in zip(f.model.parameters.flatValues, before) { XCTAssertEqual(a - b, 0.011, accuracy: 1e-5) }
+        // later rounds screen against the last round's median as updates arrive
+        XCTAssertNotNil(f.referenceNorm)
+        let r2 = try await f.runRound(2)
+        XCTAssertEqual(r2.failures.map(\.node), ["evil"])
+        // screening off: the large update counts
+        f.maxNormRatio = nil
+        let r3 = try await f.runRound(3)
+        XCTAssertEqual(r3.participants.count, 3)
+    }
+
+    func testAnAggregateBeyondTheWireEncodingIsRejectedAndTheModelKept() async throws {
+        var config = TrainingConfig()
+        config.encoding = .f16
+        let f = Federation(model: try ModelZoo.make("mnist-mlp", seed: 1), strategy: FedAvg(),
+                           workers: [FakeWorker("pi-1", .delta(1e5, examples: 10)), FakeWorker("pi-2", .delta(1e5, examples: 10))],
+                           minNodes: 2, config: config)
+        let before = f.model.parameters.flatValues
+        let r = try await f.runRound(1)
+        XCTAssertFalse(r.completed)
+        XCTAssertTrue(r.failures.contains { $0.reason.contains("f16's range") }, "\(r.failures)")
+        XCTAssertEqual(f.model.parameters.flatValues, before)
+    }
+
     func federation(_ workers: [WorkerClient], minNodes: Int) throws -> Federation {
         var config = TrainingConfig()
         config.encoding = .f32
