@@ -90,6 +90,26 @@ final class FleetHarness {
         ports[name] = Int(try String(contentsOfFile: portFile, encoding: .utf8))
     }
 
+    /// Starts `Tests/FedPiSystemTests/fake_node.py` in `mode` as node `name` (a hostile or broken node).
+    func startFake(_ name: String, mode: String) throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("fake_node.py").path
+        let portFile = "\(dir)/\(name).port"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", script, mode, portFile, "\(dir)/\(name).counts"]
+        try p.run()
+        workers[name] = p
+        try waitFor("fake node \(name) to listen", timeout: 20) { FileManager.default.fileExists(atPath: portFile) }
+        ports[name] = Int(try String(contentsOfFile: portFile, encoding: .utf8))
+    }
+
+    /// The requests a fake node received, by kind ("PUT", "GET /v1/rounds/R/update", …).
+    func counts(_ name: String) -> [String: Int] {
+        guard let data = FileManager.default.contents(atPath: "\(dir)/\(name).counts"),
+              let o = try? JSONSerialization.jsonObject(with: data) as? [String: Int] else { return [:] }
+        return o
+    }
+
     func signal(_ name: String, _ sig: Int32) {
         guard let p = workers[name] else { return XCTFail("no worker \(name)") }
         kill(p.processIdentifier, sig)
@@ -100,7 +120,7 @@ final class FleetHarness {
 
     /// `centralTest: false` leaves out test_data, so the workers evaluate on their own test splits.
     func writeFleet(rounds: Int, minNodes: Int, roundTimeout: Double = 120, grace: Double = 3, centralTest: Bool = true,
-                    testLimit: Int = 1000) throws {
+                    testLimit: Int = 1000, extra: String = "") throws {
         var text = """
             model = "\(model)"
             rounds = \(rounds)
@@ -111,6 +131,7 @@ final class FleetHarness {
             max_backoff = 1
             \(centralTest ? "test_data = \"\(IDXFixtures.fashionMNIST)\"\ntest_limit = \(testLimit)" : "")
             state_dir = "\(stateDir)"
+            \(extra)
 
             """
         if authority != nil {

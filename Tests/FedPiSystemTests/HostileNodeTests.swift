@@ -1,0 +1,199 @@
+import FedPiAggregator
+import FedPiEngine
+import FedPiTesting
+import FedPiWire
+import Foundation
+import Synchronization
+import XCTest
+
+/// One hostile or broken node against a fleet of real workers and a real aggregator on loopback (a
+/// scripted fake node, `fake_node.py`), and hostile requests straight to a real worker: the fleet
+/// keeps working, nothing crashes, nothing poisoned is kept, requests and memory stay bounded.
+final class HostileNodeTests: XCTestCase {
+    var fleet: FleetHarness!
+
+    override func setUpWithError() throws {
+        fleet = FleetHarness(model: "mnist-mlp")
+    }
+
+    override func tearDown() {
+        fleet.stopAll()
+        fleet = nil
+    }
+
+    func startTwo() throws {
+        try fleet.startWorker("w1", classes: "0-4")
+        try fleet.startWorker("w2", classes: "5-9")
+    }
+
+    func testAbsurdEvaluationCountsCannotCrashTheAggregator() throws {
+        try startTwo()
+        try fleet.startFake("evil", mode: "huge-eval")
+        // no test set here: the workers (and the fake) evaluate, and their counts are added up
+        try fleet.writeFleet(rounds: 2, minNodes: 2, centralTest: false)
+        try fleet.startAggregator()
+        XCTAssertEqual(try fleet.waitForAggregator(timeout: 120), 0, fleet.aggregatorLog())
+        XCTAssertTrue(fleet.aggregatorLog().contains("evil did not evaluate: evaluated 9223372036854775807 samples"), fleet.aggregatorLog())
+        let rounds = try fleet.history()
+        XCTAssertEqual(rounds.filter(\.completed).map(\.round), [0, 1, 2])
+        XCTAssertTrue(rounds.allSatisfy { ($0.accuracy ?? 0) != 0.5 }, "the fake's made-up accuracy must not be the round's: \(rounds)")
+    }
+
+    func testPoisonedUpdatesAreRejectedAndTheCheckpointStaysSane() throws {
+        try startTwo()
+        try fleet.startFake("evil-claim", mode: "poison")
+        try fleet.startFake("evil-norm", mode: "poison-norm")
+        try fleet.writeFleet(rounds: 2, minNodes: 2)
+        try fleet.startAggregator()
+        XCTAssertEqual(try fleet.waitForAggregator(timeout: 120), 0, fleet.aggregatorLog())
+        let rounds = try fleet.history()
+        XCTAssertEqual(rounds.filter(\.completed).map(\.round), [0, 1, 2])
+        for r in rounds where r.round > 0 {
+            XCTAssertEqual(r.participants, ["w1", "w2"])
+            let reasons = r.failures.joined(separator: " | ")
+            XCTAssertTrue(reasons.contains("claims 1000000000000000 training examples"), reasons)
+            XCTAssertTrue(reasons.contains("max_norm_ratio"), reasons)
+        }
+        let net = try ModelZoo.make("mnist-mlp", seed: 1)
+        let (values, header) = try ModelFile.decode(try FileIO.read(fleet.stateDir + "/checkpoint.safetensors"),
+                                                    expecting: net.parameters.entries, model: "mnist-mlp")
+        XCTAssertEqual(header.round, 2)
+        XCTAssertLessThan(values.map { abs($0) }.max() ?? .infinity, 10, "no poisoned weight went into the checkpoint")
+        XCTAssertGreaterThan(try XCTUnwrap(rounds.last?.accuracy), 0.5)
+    }
+
+    func testNodesAnswering404Or202OrAnEndlessUpdateGetBoundedRequests() throws {
+        try fleet.startWorker("w1", classes: "0-9")
+        try fleet.startFake("lost", mode: "lost")
+        try fleet.startFake("hasty", mode: "hasty")
+        try fleet.startFake("huge", mode: "huge-update")
+        try fleet.writeFleet(rounds: 1, minNodes: 1, roundTimeout: 20)
+        try fleet.startAggregator()
+        XCTAssertEqual(try fleet.waitForAggregator(timeout: 120), 0, fleet.aggregatorLog())
+        let log = fleet.aggregatorLog()
+        let lost = fleet.counts("lost"), hasty = fleet.counts("hasty"), huge = fleet.counts("huge")
+        print("requests in a 20 s round: lost \(lost), hasty \(hasty), huge \(huge)")
+        XCTAssertLessThanOrEqual(lost["PUT"] ?? 0, 6, "dispatched again at most 5 times: \(lost)")
+        XCTAssertTrue(log.contains("lost its task for round 1 5 times"), log)
+        XCTAssertLessThanOrEqual(log.components(separatedBy: "lost its task for round 1 (restarted?)").count - 1, 1, "one warning, not one per try")
+        let hastyGets = try XCTUnwrap(hasty["GET /v1/rounds/R/update"], "\(hasty)")
+        XCTAssertLessThan(hastyGets, 30, "a node answering 202 at once is asked less often: \(hasty)")
+        XCTAssertEqual(huge["GET /v1/rounds/R/update"], 1, "an oversized update is read once: \(huge)")
+        XCTAssertLessThan(huge["MiB sent"] ?? 0, 100, "and not to its end: \(huge)")
+        let round1 = try XCTUnwrap(try fleet.history().first { $0.round == 1 })
+        XCTAssertTrue(round1.completed)
+        XCTAssertEqual(round1.participants, ["w1"])
+        XCTAssertTrue(round1.failures.contains { $0.contains("update too large") }, "\(round1.failures)")
+    }
+
+    func testOversizedBodiesAndConcurrentEvaluationsLeaveTheWorkerSmallAndAnswering() throws {
+        try fleet.startWorker("w1", classes: "0-9", extra: ["--test-limit", "10000"])
+        let port = fleet.ports["w1"]!
+        let pid = fleet.workers["w1"]!.processIdentifier
+        func peakMiB() -> Double {
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+            return (Double(line.split(separator: " ").dropFirst().first ?? "") ?? 0) / 1024
+        }
+        let before = peakMiB()
+        // a 10 GB declared body: 413 on the header, nothing read
+        XCTAssertTrue(RawHTTP.exchange(port: port, head: "PUT /v1/rounds/1 HTTP/1.1\r\nHost: w\r\nContent-Length: 10000000000\r\n\r\n")
+            .hasPrefix("HTTP/1.1 413"))
+        // three concurrent 500 MB declared bodies and a chunked one, streamed until the worker stops reading
+        let answers = Mutex([String](repeating: "", count: 4))
+        DispatchQueue.concurrentPerform(iterations: 4) { i in
+            let head = i < 3
+                ? "PUT /v1/rounds/1 HTTP/1.1\r\nHost: w\r\nContent-Length: 500000000\r\n\r\n"
+                : "POST /v1/evaluate HTTP/1.1\r\nHost: w\r\nTransfer-Encoding: chunked\r\n\r\n"
+            let a = RawHTTP.exchange(port: port, head: head, stream: 64 << 20, chunked: i == 3)
+            answers.withLock { $0[i] = a }
+        }
+        for a in answers.withLock({ $0 }) { XCTAssertTrue(a.hasPrefix("HTTP/1.1 413"), a.prefix(200).description) }
+        let afterBodies = peakMiB()
+        XCTAssertLessThan(afterBodies - before, 40, "oversized bodies must not be held: peak \(before) -> \(afterBodies) MiB")
+
+        // 16 concurrent evaluations: one runs, the rest are told to come back; health answers meanwhile
+        let net = try ModelZoo.make("mnist-mlp", seed: 2)
+        let model = ModelFile.encode(weightsOf: net, encoding: .f16)
+        let results = Mutex([String](repeating: "", count: 16))
+        var slowestHealth = 0.0
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) {
+            DispatchQueue.concurrentPerform(iterations: 16) { i in
+                let status = String(RawHTTP.exchange(
+                    port: port, head: "POST /v1/evaluate HTTP/1.1\r\nHost: w\r\nContent-Length: \(model.count)\r\n\r\n", body: model).prefix(12))
+                results.withLock { $0[i] = status }
+            }
+        }
+        for _ in 0..<10 {
+            let t = Date()
+            XCTAssertTrue(RawHTTP.exchange(port: port, head: "GET /v1/health HTTP/1.1\r\nHost: w\r\n\r\n").hasPrefix("HTTP/1.1 200"))
+            slowestHealth = max(slowestHealth, Date().timeIntervalSince(t))
+            usleep(50_000)
+        }
+        group.wait()
+        let statuses = results.withLock { $0 }
+        XCTAssertLessThan(slowestHealth, 1.0, "health answers within 1 s during 16 concurrent evaluations")
+        XCTAssertTrue(statuses.allSatisfy { $0 == "HTTP/1.1 200" || $0 == "HTTP/1.1 429" }, "\(statuses)")
+        XCTAssertTrue(statuses.contains("HTTP/1.1 200"), "\(statuses)")
+        print("worker peak \(before) -> \(afterBodies) -> \(peakMiB()) MiB; evaluations \(statuses.filter { $0.hasSuffix("200") }.count) x 200, "
+              + "\(statuses.filter { $0.hasSuffix("429") }.count) x 429; slowest health \(slowestHealth) s")
+        XCTAssertTrue(fleet.workers["w1"]!.isRunning)
+    }
+}
+
+/// HTTP/1.1 over a plain socket, for requests no client library would send.
+enum RawHTTP {
+    /// Sends `head`, then `body`, then up to `stream` bytes of zeros (as chunks when `chunked`) until
+    /// the server stops reading; returns what the server answered (its first 64 KiB).
+    static func exchange(port: Int, head: String, body: [UInt8] = [], stream: Int = 0, chunked: Bool = false) -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return "socket failed" }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return "connect failed" }
+        func put(_ bytes: [UInt8]) -> Bool {
+            var offset = 0
+            while offset < bytes.count {
+                let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n <= 0 { return false }
+                offset += n
+            }
+            return true
+        }
+        _ = put(Array(head.utf8)) && put(body)
+        let chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var sent = 0
+        while sent < stream {
+            // stop as soon as the server has answered
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&poller, 1, 0) > 0 { break }
+            let framed = chunked ? Array("\(String(chunk.count, radix: 16))\r\n".utf8) + chunk + Array("\r\n".utf8) : chunk
+            guard put(framed) else { break }
+            sent += chunk.count
+        }
+        var answer: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while answer.count < 65536 {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            answer += buffer[0..<n]
+            if let text = String(bytes: answer, encoding: .utf8), let end = text.range(of: "\r\n\r\n"),
+               let length = text[..<end.lowerBound].split(separator: "\r\n").first(where: { $0.lowercased().hasPrefix("content-length:") })
+                .flatMap({ Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }),
+               answer.count >= text.utf8.distance(from: text.utf8.startIndex, to: end.upperBound.samePosition(in: text.utf8)!) + length {
+                break
+            }
+        }
+        return String(decoding: answer, as: UTF8.self)
+    }
+}
