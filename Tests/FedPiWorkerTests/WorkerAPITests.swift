@@ -301,4 +301,48 @@ final class WorkerAPITests: XCTestCase {
             }
         }
     }
+
+    /// Random methods, paths, query strings and mutated model files through the router: every answer
+    /// is one of the API's statuses, nothing traps, the worker still answers. FEDPI_FUZZ_REQUESTS sets
+    /// the number of requests (BENCHMARKS.md reports a long run).
+    func testFuzzedRequestsGetAnAPIAnswerAndNeverTrap() async throws {
+        let iterations = ProcessInfo.processInfo.environment["FEDPI_FUZZ_REQUESTS"].flatMap(Int.init) ?? 3000
+        let svc = try service()
+        let valid = Array(buffer: try WorkerAPITests.global(round: 1))
+        let allowed: Set<Int> = [200, 202, 400, 403, 404, 405, 409, 410, 413, 429, 500, 503]
+        let methods: [HTTPRequest.Method] = [.get, .put, .post, .delete, .patch, .head]
+        let numbers = ["0", "1", "2", "-1", "9223372036854775807", "9223372036854775808", "x", "1e3", "", "%00", "..%2F"]
+        let waits = ["0", "-1", "abc", "1e308", "nan", "inf", "0.01", ""]
+        let started = Date()
+        let seen = try await Application(router: svc.router()).test(.router) { client -> [Int: Int] in
+            var g = SeededGenerator(seed: 42, stream: "fuzz")
+            var seen: [Int: Int] = [:]
+            for _ in 0..<iterations {
+                let n = numbers.randomElement(using: &g)!
+                let path = [
+                    "/v1/rounds/\(n)", "/v1/rounds/\(n)/update?wait=\(waits.randomElement(using: &g)!)", "/v1/evaluate", "/v1/node",
+                    "/v1/health", "/metrics", "/v1/rounds", "/v1//rounds/1", "/v1/rounds/1/update/extra", "/\(n)",
+                ].randomElement(using: &g)!
+                var body = valid
+                switch Int.random(in: 0..<6, using: &g) {
+                case 0: body = Array(body.prefix(Int.random(in: 0...body.count, using: &g)))
+                case 1: for _ in 0..<Int.random(in: 1...8, using: &g) { body[Int.random(in: 0..<body.count, using: &g)] ^= UInt8.random(in: 1...255, using: &g) }
+                case 2: for i in 0..<8 { body[i] = UInt8.random(in: 0...255, using: &g) }  // the header length
+                case 3:
+                    let at = Int.random(in: 8..<min(body.count, 2000), using: &g)  // inside the JSON header
+                    body[at] = [UInt8(ascii: "{"), UInt8(ascii: "\""), UInt8(ascii: "9"), 0, 0xFF].randomElement(using: &g)!
+                case 4: body = (0..<Int.random(in: 0...64, using: &g)).map { _ in UInt8.random(in: 0...255, using: &g) }
+                default: break  // the valid file
+                }
+                let status = try await client.execute(uri: path, method: methods.randomElement(using: &g)!, body: ByteBuffer(bytes: body)) {
+                    Int($0.status.code)
+                }
+                seen[status, default: 0] += 1
+                XCTAssertTrue(allowed.contains(status), "\(path) answered \(status)")
+            }
+            try await client.execute(uri: "/v1/health", method: .get) { XCTAssertEqual($0.status, .ok) }
+            return seen
+        }
+        print("\(iterations) fuzzed requests in \(Int(Date().timeIntervalSince(started))) s; statuses \(seen.sorted { $0.key < $1.key })")
+    }
 }
