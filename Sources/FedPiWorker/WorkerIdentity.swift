@@ -1,5 +1,6 @@
 import FedPiIdentity
 import FedPiRuntime
+import FedPiWire
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -107,8 +108,7 @@ struct AccessMiddleware: RouterMiddleware {
         let peer = await WorkerIdentity.peer(of: context.channel)
         if let reason = identity.refusal(peer: peer, method: request.method, path: request.uri.path) {
             logger.warning("refused \(request.method.rawValue) \(request.uri.path.prefix(100)): \(reason)")
-            let body = #"{"message":"# + JSONText.escaped(reason) + #","state":"forbidden"}"#
-            return Response(status: .forbidden, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+            return WorkerService.json(Control.Message(state: "forbidden", message: reason), status: .forbidden)
         }
         return try await next(request, context)
     }
@@ -140,22 +140,5 @@ struct FleetTLSChannel: ServerChildChannel, HTTPChannelHandler {
         HTTPServerBuilder { responder in
             FleetTLSChannel(base: HTTP1Channel(responder: responder, configuration: configuration), identity: identity)
         }
-    }
-}
-
-enum JSONText {
-    /// `text` as a JSON string literal.
-    static func escaped(_ text: String) -> String {
-        var out = "\""
-        for u in text.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case _ where u.value < 0x20: out += "\\u00" + (u.value < 0x10 ? "0" : "") + String(u.value, radix: 16)
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
     }
 }

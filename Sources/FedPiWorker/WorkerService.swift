@@ -252,6 +252,11 @@ public final class WorkerService: Sendable {
     }
 
     func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]) -> Response {
+        WorkerService.json(value, status: status, headers: extra)
+    }
+
+    /// A JSON answer: snake_case keys, sorted.
+    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]) -> Response {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
