@@ -3,7 +3,7 @@
 # first, then HTTP, same seed and data), then the cost of one TLS handshake against a worker.
 # Prints seconds per round (dispatch to new global model, the table's column, and wall clock per
 # round), each worker's peak memory, and the handshake time.
-#   ROUNDS=20 bench/tls.sh
+#   ROUNDS=20 bench/tls.sh      ORDER="0 1" runs plain HTTP first
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-20}
@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 swift build -c release --product fedpi-worker 2>&1 | grep -E "error|Build" | tail -1 >&2
 swift build --product fedpi-aggregator 2>&1 | grep -E "error|Build" | tail -1 >&2
 swift build --product fedpi 2>&1 | grep -E "error|Build" | tail -1 >&2
-for tls in 1 0; do
+for tls in ${ORDER:-1 0}; do
   echo "== TLS=$tls: $ROUNDS rounds" >&2
   start=$(date +%s.%N)
   TLS=$tls WORK="$OUT/run-$tls" WORKER_BIN=.build/release BIN=.build/debug DATA="$DATA" ROUNDS="$ROUNDS" ./scripts/demo.sh \
