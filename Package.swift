@@ -60,6 +60,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -94,7 +95,8 @@ let package = Package(
             ]),
         .executableTarget(
             name: "fedpi-worker",
-            dependencies: ["FedPiWorker", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["FedPiWorker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]),
         .executableTarget(
             name: "fedpi-aggregator",
             dependencies: ["FedPiAggregator", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
@@ -110,7 +112,9 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]),
         .testTarget(name: "FedPiRuntimeTests", dependencies: ["FedPiRuntime", "FedPiTesting"]),
-        .testTarget(name: "FedPiIdentityTests", dependencies: ["FedPiIdentity"]),
+        .testTarget(
+            name: "FedPiIdentityTests",
+            dependencies: ["FedPiIdentity", .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOSSL", package: "swift-nio-ssl")]),
         .testTarget(
             name: "FedPiAggregatorTests",
             dependencies: ["FedPiAggregator", "FedPiTesting", .product(name: "Logging", package: "swift-log")]),

@@ -62,10 +62,10 @@ public final class Aggregator: @unchecked Sendable {
             let material: TLSMaterial
             do {
                 material = try TLSMaterial(files: files, role: .aggregator)
+                identity = try .init(material: material, deny: config.deny)
             } catch {
                 throw ConfigError("[tls]: \(error)")
             }
-            identity = .init(material: material, deny: config.deny)
             http.tlsConfiguration = material.clientConfiguration()
             // requests go to https://NODE-NAME:PORT, so TLS checks the name; the override dials the address
             for node in config.nodes { http.dnsOverride[node.name] = node.endpoint.host }

@@ -18,9 +18,12 @@ public actor NodeInventory {
     /// verified by TLS against the CA and the node name.
     public struct Identity: Sendable {
         public let material: TLSMaterial
+        /// The fleet CA read by swift-certificates, to judge what a node presents.
+        public let authority: FleetCertificate
         public let deny: Set<String>
-        public init(material: TLSMaterial, deny: Set<String>) {
+        public init(material: TLSMaterial, deny: Set<String>) throws(IdentityError) {
             self.material = material
+            authority = try FleetCertificate(file: material.files.authority)
             self.deny = deny
         }
     }
@@ -146,7 +149,7 @@ public actor NodeInventory {
         } catch {
             return nil
         }
-        return peer.problem(expectedName: node.name, role: .worker, authority: identity.material.authority, deny: identity.deny)
+        return peer.problem(expectedName: node.name, role: .worker, authority: identity.authority, deny: identity.deny)
     }
 
     static func probe(_ url: String, client: HTTPClient, timeout: Double) async -> Result<Int?, any Error> {

@@ -1,4 +1,3 @@
-import Crypto
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -92,7 +91,7 @@ public struct FleetCertificate: Sendable {
     public var fingerprint: String { FleetCertificate.fingerprint(der: der) }
 
     public static func fingerprint(der: [UInt8]) -> String {
-        SHA256.hash(data: der).map { String($0, radix: 16).leftPadded(to: 2) }.joined()
+        SHA256Digest.hex(der)
     }
 
     /// A deny-list entry written with colons or in upper case, as other tools print fingerprints.
@@ -130,8 +129,4 @@ public struct FleetCertificate: Sendable {
 public struct IdentityError: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
-}
-
-extension String {
-    func leftPadded(to n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
 }

@@ -8,7 +8,7 @@ import NIOTLS
 /// "expired on …") and to hold the aggregator's deny-list against it.
 public enum PeerCertificate {
     public static func fetch(host: String, port: Int, material: TLSMaterial, timeout: TimeAmount = .seconds(3)) async throws -> FleetCertificate {
-        let context = try NIOSSLContext(configuration: material.clientConfiguration(verifyName: false))
+        let context = try NIOSSLContext(configuration: material.clientConfiguration(verification: .none))
         let group = MultiThreadedEventLoopGroup.singleton
         let done = group.any().makePromise(of: NIOSSLCertificate?.self)
         let bootstrap = ClientBootstrap(group: group)

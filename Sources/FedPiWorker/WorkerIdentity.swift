@@ -52,7 +52,7 @@ public final class WorkerIdentity: Sendable {
     }
 
     var context: NIOSSLContext { current.withLock { $0.context } }
-    public var certificate: FleetCertificate { current.withLock { $0.material.own } }
+    public var certificate: CertificateSummary { current.withLock { $0.material.own } }
     var deny: Set<String> { current.withLock { $0.deny } }
 
     /// A warning for the log and the STATUS line when the certificate expires within `warnDays`.
@@ -66,7 +66,7 @@ public final class WorkerIdentity: Sendable {
     /// What a request may do: any certificate of the fleet reads health, node info and metrics; only
     /// the aggregator's sends tasks, collects updates, cancels and evaluates. nil: allowed; otherwise
     /// the reason for a 403.
-    func refusal(peer: FleetCertificate?, method: HTTPRequest.Method, path: String) -> String? {
+    func refusal(peer: CertificateSummary?, method: HTTPRequest.Method, path: String) -> String? {
         guard let peer else { return "no client certificate" }
         let who = "\(peer.name ?? "?") (\(peer.role?.rawValue ?? "no role"))"
         if deny.contains(peer.fingerprint) { return "the certificate of \(who) is revoked (on this worker's tls_deny list)" }
@@ -78,12 +78,12 @@ public final class WorkerIdentity: Sendable {
     static let readOnlyPaths: Set<String> = ["/v1/health", "/v1/node", "/metrics"]
 
     /// The certificate the client presented on this connection.
-    static func peer(of channel: any Channel) async -> FleetCertificate? {
-        let der = try? await channel.eventLoop.submit { () -> [UInt8]? in
-            try channel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate?.toDERBytes()
+    static func peer(of channel: any Channel) async -> CertificateSummary? {
+        let certificate = try? await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
         }.get()
-        guard let der = der ?? nil else { return nil }
-        return try? FleetCertificate(der: der)
+        guard let certificate = certificate ?? nil else { return nil }
+        return try? CertificateSummary(certificate)
     }
 }
 

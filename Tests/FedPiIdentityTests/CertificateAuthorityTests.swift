@@ -1,3 +1,4 @@
+import Crypto
 import FedPiIdentity
 import Foundation
 import XCTest
@@ -118,5 +119,58 @@ final class CertificateAuthorityTests: XCTestCase {
         var notCA = files
         notCA.authority = dir + "/pi-1.crt"
         XCTAssertThrowsError(try TLSMaterial(files: notCA, role: .worker)) { XCTAssertTrue("\($0)".contains("not a CA"), "\($0)") }
+    }
+
+    func testTLSMaterialRefusesAForeignOrExpiredCertificate() throws {
+        let ca = try CertificateAuthority.create(directory: dir + "/ca", name: "Fleet", days: 100)
+        let other = try CertificateAuthority.create(directory: dir + "/other", name: "Other", days: 100)
+        let (key, _) = try CertificateAuthority.request(name: "pi-1")
+        try Keys.write(key, to: dir + "/pi-1.key")
+        let foreign = try other.issue(name: "pi-1", role: .worker, publicKey: key.publicKey, days: 30)
+        try IdentityFiles.write(PEMText.certificate(foreign.der), to: dir + "/foreign.crt")
+        let files = TLSFiles(certificate: dir + "/foreign.crt", key: dir + "/pi-1.key", authority: dir + "/ca/ca.crt")
+        XCTAssertThrowsError(try TLSMaterial(files: files, role: .worker)) { XCTAssertTrue("\($0)".contains("not signed by the fleet CA"), "\($0)") }
+        let good = try ca.issue(name: "pi-1", role: .worker, publicKey: key.publicKey, days: 30)
+        try IdentityFiles.write(PEMText.certificate(good.der), to: dir + "/pi-1.crt")
+        var valid = files
+        valid.certificate = dir + "/pi-1.crt"
+        XCTAssertThrowsError(try TLSMaterial(files: valid, role: .worker, now: Date().addingTimeInterval(40 * 86_400))) {
+            XCTAssertTrue("\($0)".contains("expired on"), "\($0)")
+        }
+        var keyAsCertificate = valid
+        keyAsCertificate.certificate = dir + "/pi-1.key"
+        XCTAssertThrowsError(try TLSMaterial(files: keyAsCertificate, role: .worker)) { XCTAssertTrue("\($0)".contains("not a PEM certificate"), "\($0)") }
+    }
+
+    /// The worker reads certificates with BoringSSL alone; it must see what swift-certificates sees.
+    func testSummaryAgreesWithTheX509View() throws {
+        let ca = try CertificateAuthority.create(directory: dir + "/ca", name: "Fleet", days: 100)
+        let (key, _) = try CertificateAuthority.request(name: "pi-7")
+        let c = try ca.issue(name: "pi-7", role: .observer, publicKey: key.publicKey, ips: ["10.0.0.7"], dns: ["pi-7.local"], days: 30)
+        try IdentityFiles.write(PEMText.certificate(c.der), to: dir + "/pi-7.crt")
+        for path in [dir + "/pi-7.crt", dir + "/ca/ca.crt"] {
+            let full = try FleetCertificate(file: path)
+            let summary = try CertificateSummary(file: path)
+            XCTAssertEqual(summary.der, full.der)
+            XCTAssertEqual(summary.fingerprint, full.fingerprint)
+            XCTAssertEqual(summary.isAuthority, full.isAuthority)
+            XCTAssertEqual(summary.role, full.role)
+            XCTAssertEqual(summary.notValidAfter.timeIntervalSince1970, full.notValidAfter.timeIntervalSince1970, accuracy: 1)
+            XCTAssertEqual(summary.notValidBefore.timeIntervalSince1970, full.notValidBefore.timeIntervalSince1970, accuracy: 1)
+            if full.role != nil { XCTAssertEqual(summary.name, full.name) }
+        }
+        XCTAssertEqual(try CertificateSummary(file: dir + "/pi-7.crt").role, .observer)
+        XCTAssertTrue(try CertificateSummary(file: dir + "/ca/ca.crt").isAuthority)
+        XCTAssertFalse(try CertificateSummary(file: dir + "/pi-7.crt").isAuthority)
+    }
+
+    func testSHA256MatchesSwiftCrypto() {
+        XCTAssertEqual(SHA256Digest.hex(Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(SHA256Digest.hex([]), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        var generator = SystemRandomNumberGenerator()
+        for length in Array(0...130) + [1000, 4095, 4096, 65_537] {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            XCTAssertEqual(SHA256Digest.hash(bytes), Array(SHA256.hash(data: bytes)), "length \(length)")
+        }
     }
 }
