@@ -27,6 +27,7 @@ stop() {
 trap stop EXIT
 
 peak() { awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f s", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo "?"; }
 
 scheme=http
 if [ "$TLS" = 1 ]; then
@@ -74,8 +75,8 @@ done
 
 echo "3 workers on loopback (classes ${splits[*]}), $ROUNDS rounds, $( [ "$TLS" = 1 ] && echo "mutual TLS (throwaway CA in $WORK/tls)" || echo "plain HTTP"); logs in $WORK/*.log"
 "$BIN/fedpi-aggregator" --config "$WORK/fleet.toml" --save "$WORK/final.safetensors" 2>"$WORK/aggregator.log"
-for i in 1 2 3; do echo "worker-$i peak memory: $(peak "${pids[$((i - 1))]}")"; done
-echo "aggregator peak memory: $(grep -o "peak_memory=.*" "$WORK/aggregator.log" | cut -d= -f2)"
+for i in 1 2 3; do echo "worker-$i peak memory: $(peak "${pids[$((i - 1))]}"), CPU: $(cpu "${pids[$((i - 1))]}")"; done
+echo "aggregator peak memory: $(grep -o "peak_memory=[0-9.]* MiB" "$WORK/aggregator.log" | cut -d= -f2), CPU: $(grep -o "cpu_seconds=[0-9.]*" "$WORK/aggregator.log" | cut -d= -f2) s"
 stop
 trap - EXIT
 echo "stopped the workers; history: $WORK/aggregator/history.sqlite"

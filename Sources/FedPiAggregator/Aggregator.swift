@@ -51,7 +51,12 @@ public final class Aggregator: @unchecked Sendable {
             model.parameters.load(values)
             done = header.round
             logger.info("resuming after round \(done) from \(checkpointPath)")
+            if done > 0, try history.recordRecovered(done, strategy: config.makeStrategy().name, encoding: config.encoding.rawValue) {
+                logger.warning("round \(done) is in the checkpoint but was not in the history (killed in between): recorded it without its participants")
+            }
         }
+        let leftovers = FileIO.removeLeftovers(of: checkpointPath)
+        if leftovers > 0 { logger.info("removed \(leftovers) partial checkpoint file(s) of a killed run") }
         let test: LabeledImages? = try config.testData.map { try MNISTDirectory($0).load(.test) }
         let testIndices = test.map { Partition.sample(Array(0..<$0.count), limit: config.testLimit, seed: config.seed) }
 
@@ -221,7 +226,8 @@ public final class Aggregator: @unchecked Sendable {
         let out = save ?? config.stateDir + "/final.safetensors"
         try FileIO.writeAtomically(ModelFile.encode(weightsOf: model, round: config.rounds), to: out)
         print("saved the global model after round \(config.rounds) to \(out)")
-        logger.info("done", metadata: ["peak_memory": "\(Format.mebibytes(ProcessMemory.peakResidentBytes))"])
+        logger.info("done", metadata: ["peak_memory": "\(Format.mebibytes(ProcessMemory.peakResidentBytes))",
+                                       "cpu_seconds": "\(Format.fixed(ProcessMemory.cpuSeconds, 1))"])
         return out
     }
 

@@ -70,7 +70,7 @@ public struct FleetConfig: Sendable {
     public var testLimit: Int?
     public var seed: UInt64 = 1
 
-    public static let strategies = ["fedavg", "fedprox", "median", "trimmed-mean", "async-merge"]
+    public static let strategies = Strategies.names
 
     public init() {}
 
@@ -159,15 +159,7 @@ public struct FleetConfig: Sendable {
         }
     }
 
-    public func makeStrategy() -> Strategy {
-        switch strategy {
-        case "fedprox": FedProx(mu: Float(mu))
-        case "median": FedMedian()
-        case "trimmed-mean": FedTrimmedMean(trim: 1)
-        case "async-merge": AsyncMerge()
-        default: FedAvg(clipNorm: clipNorm)
-        }
-    }
+    public func makeStrategy() -> Strategy { Strategies.make(strategy, mu: mu, clipNorm: clipNorm) ?? FedAvg(clipNorm: clipNorm) }
 
     public var training: TrainingConfig {
         var c = TrainingConfig()

@@ -78,6 +78,41 @@ public final class History: Sendable {
         }
     }
 
+    /// A row for `round` when the checkpoint holds it but no completed row does: the process was
+    /// killed between writing the checkpoint and its history row. Participants and bytes are not
+    /// known any more; the row says so, and the metrics are filled in by the evaluation after the restart.
+    /// Returns whether a row was written.
+    @discardableResult
+    public func recordRecovered(_ round: Int, strategy: String, encoding: String) throws -> Bool {
+        try db.write { db in
+            guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM rounds WHERE round = ? AND completed = 1", arguments: [round]) == 0 else {
+                return false
+            }
+            let attempt = (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM rounds WHERE round = ?", arguments: [round]) ?? 0) + 1
+            try db.execute(
+                sql: """
+                    INSERT INTO rounds (round, attempt, completed, finished_at, seconds, accuracy, loss, bytes_down, bytes_up, strategy, encoding)
+                    VALUES (?, ?, 1, ?, 0, NULL, NULL, 0, 0, ?, ?)
+                    """,
+                arguments: [round, attempt, History.now(), strategy, encoding])
+            try db.execute(sql: "INSERT INTO failures VALUES (?, ?, ?)", arguments: [
+                db.lastInsertedRowID, "aggregator",
+                "recovered from the checkpoint after a crash: participants and bytes of this round were not recorded"])
+            return true
+        }
+    }
+
+    /// What is wrong with the database: SQLite's integrity check, and rounds recorded as completed
+    /// more than once. Empty when all is well.
+    public func problems() throws -> [String] {
+        try db.read { db in
+            var out = try String.fetchAll(db, sql: "PRAGMA integrity_check").filter { $0 != "ok" }
+            out += try Int.fetchAll(db, sql: "SELECT round FROM rounds WHERE completed = 1 GROUP BY round HAVING COUNT(*) > 1")
+                .map { "round \($0) is recorded as completed more than once" }
+            return out
+        }
+    }
+
     /// The highest round recorded as completed (0: none).
     public func lastCompletedRound() throws -> Int {
         try db.read { db in try Int.fetchOne(db, sql: "SELECT MAX(round) FROM rounds WHERE completed = 1") ?? 0 }

@@ -60,4 +60,21 @@ public enum Aggregation {
         let s = Float(bound / n)
         return v.map { $0 * s }
     }
+
+    /// Centered clipping (Karimireddy, He and Jaggi 2021) around the coordinate median: each update's
+    /// deviation from the median is scaled down to at most τ, the median of the deviations' norms,
+    /// and the weighted mean of the clipped deviations is added to the median. Honest updates, whose
+    /// deviations are about τ, count almost fully; a hostile one moves the result by at most
+    /// τ·weight/Σweights, whatever its size or sign.
+    public static func centeredClip(_ updates: [[Float]], weights: [Double]) -> [Float] {
+        precondition(!updates.isEmpty && updates.count == weights.count, "centered clipping of no updates")
+        let center = coordinateMedian(updates)
+        let deviations = updates.map { zip($0, center).map { $0 - $1 } }
+        let norms = deviations.map(norm).sorted()
+        let tau = norms.count % 2 == 1 ? norms[norms.count / 2] : (norms[norms.count / 2 - 1] + norms[norms.count / 2]) / 2
+        var mean = WeightedMean(parameters: center.count)
+        for (d, w) in zip(deviations, weights) { mean.add(clipped(d, to: tau), weight: max(w, 0)) }
+        guard tau > 0, let shift = mean.mean else { return center }
+        return zip(center, shift).map { $0 + $1 }
+    }
 }

@@ -77,4 +77,11 @@ public enum ProcessMemory {
         #endif
     }
 
+    /// CPU time this process has used (user + system), seconds.
+    public static var cpuSeconds: Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    }
 }

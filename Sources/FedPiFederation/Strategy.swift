@@ -129,6 +129,37 @@ public struct FedTrimmedMean: Strategy {
     }
 }
 
+/// FedAvg with centered clipping: the example-weighted mean of the deltas after each one's deviation
+/// from the coordinate median is clipped to the median deviation (`Aggregation.centeredClip`). Keeps
+/// FedAvg's averaging on honest updates, bounds a hostile node's pull without a threshold to tune.
+public struct FedCenteredClip: Strategy {
+    public var name: String { "centered-clip" }
+    public var proximalMu: Float { 0 }
+    public init() {}
+    public func aggregate(global: [Float], updates: [NodeUpdate]) -> [Float] {
+        let step = Aggregation.centeredClip(updates.map(\.delta), weights: updates.map { Double($0.examples) })
+        return zip(global, step).map { $0 + $1 }
+    }
+}
+
+/// The strategies by the names the fleet file and `fedpi simulate` use.
+public enum Strategies {
+    public static let names = ["fedavg", "fedprox", "median", "trimmed-mean", "centered-clip", "async-merge"]
+
+    /// nil for an unknown name. `mu` is FedProx's; `clipNorm` bounds FedAvg's updates.
+    public static func make(_ name: String, mu: Double = 0.01, clipNorm: Double? = nil) -> Strategy? {
+        switch name {
+        case "fedavg": FedAvg(clipNorm: clipNorm)
+        case "fedprox": FedProx(mu: Float(mu))
+        case "median": FedMedian()
+        case "trimmed-mean": FedTrimmedMean(trim: 1)
+        case "centered-clip": FedCenteredClip()
+        case "async-merge": AsyncMerge()
+        default: nil
+        }
+    }
+}
+
 /// The seed demo's asynchronous merge, applied per update in arrival order:
 /// w ← (a·w + b·w_update)/(a + b), with w_update = w_global_at_dispatch + delta.
 public struct AsyncMerge: Strategy {

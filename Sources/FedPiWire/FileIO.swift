@@ -26,6 +26,32 @@ public enum FileIO {
         return out
     }
 
+    /// Removes the temporary files `writeAtomically` left beside `path` when a process writing it was
+    /// killed: `path.tmp-PID` of a PID that no longer runs, or of this process (in a container the
+    /// PID repeats). Call it at start, before this process writes `path`. Returns how many.
+    @discardableResult
+    public static func removeLeftovers(of path: String) -> Int {
+        let (dir, name) = split(path)
+        let prefix = name + ".tmp-"
+        guard let d = opendir(dir) else { return 0 }
+        defer { closedir(d) }
+        var removed = 0
+        while let entry = readdir(d) {
+            let file = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard file.hasPrefix(prefix), let pid = pid_t(file.dropFirst(prefix.count)) else { continue }
+            let gone = pid == getpid() || (kill(pid, 0) != 0 && errno == ESRCH)
+            if gone, unlink(dir + "/" + file) == 0 { removed += 1 }
+        }
+        return removed
+    }
+
+    /// The folder and the name of a path ("." for a bare name).
+    static func split(_ path: String) -> (directory: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+        let dir = String(path[..<slash])
+        return (dir.isEmpty ? "/" : dir, String(path[path.index(after: slash)...]))
+    }
+
     /// Writes `bytes` to a temporary file beside `path`, fsyncs it, renames it over `path` and fsyncs
     /// the directory: after a crash the file is either the old one or the new one, never a mix.
     public static func writeAtomically(_ bytes: [UInt8], to path: String) throws(WireError) {
@@ -53,9 +79,7 @@ public enum FileIO {
             unlink(temp)
             throw WireError("\(path): cannot replace: \(reason)")
         }
-        let slash = path.lastIndex(of: "/")
-        let dir = slash.map { String(path[..<$0]) } ?? "."
-        let dfd = open(dir.isEmpty ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let dfd = open(split(path).directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 {
             fsync(dfd)
             close(dfd)

@@ -76,6 +76,7 @@ public final class TaskRunner: Sendable {
 
     /// An update finished before a restart is still served: its file says which round it is for.
     private func restore() {
+        FileIO.removeLeftovers(of: updatePath)
         guard let bytes = try? FileIO.read(updatePath),
               let file = try? SafetensorsFile.decode(bytes), ModelFile.checksumMatches(file) == true,
               let round = file.metadata["round"].flatMap(Int.init), let digest = file.metadata["global"] else { return }

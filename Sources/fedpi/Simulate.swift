@@ -36,7 +36,7 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: "Update encoding: f32, f16 or i8 (updates are deltas against the global model).")
     var encoding: String = "f16"
 
-    @Option(help: "Strategy: fedavg, fedprox, median, trimmed-mean, async-merge.")
+    @Option(help: "Strategy: fedavg, fedprox, median, trimmed-mean, centered-clip, async-merge.")
     var strategy: String = "fedavg"
 
     @Option(help: "FedProx μ (with --strategy fedprox).")
@@ -60,8 +60,8 @@ struct Simulate: AsyncParsableCommand {
     func validate() throws {
         guard rounds >= 1, localEpochs >= 1, batchSize >= 1 else { throw ValidationError("--rounds, --local-epochs and --batch-size must be at least 1") }
         guard Encoding(rawValue: encoding) != nil else { throw ValidationError("--encoding must be f32, f16 or i8") }
-        guard ["fedavg", "fedprox", "median", "trimmed-mean", "async-merge"].contains(strategy) else {
-            throw ValidationError("--strategy must be fedavg, fedprox, median, trimmed-mean or async-merge")
+        guard Strategies.names.contains(strategy) else {
+            throw ValidationError("--strategy must be one of \(Strategies.names.joined(separator: ", "))")
         }
         guard ModelZoo.names.contains(model) else { throw ValidationError(ModelZoo.UnknownModel(name: model).description) }
     }
@@ -88,13 +88,7 @@ struct Simulate: AsyncParsableCommand {
         let pool = Partition.sample(Array(0..<train.count), limit: limit, seed: seed)
         let pieces = try shards(pool.map { train.label(at: $0) }).map { $0.map { pool[$0] } }
         let workers = pieces.enumerated().map { LocalWorker(node: "worker-\($0.offset + 1)", model: model, data: train, indices: $0.element) }
-        let chosen: Strategy = switch strategy {
-        case "fedprox": FedProx(mu: mu)
-        case "median": FedMedian()
-        case "trimmed-mean": FedTrimmedMean(trim: 1)
-        case "async-merge": AsyncMerge()
-        default: FedAvg()
-        }
+        let chosen = Strategies.make(strategy, mu: Double(mu)) ?? FedAvg()
         var config = TrainingConfig()
         config.epochs = localEpochs
         config.batchSize = batchSize

@@ -20,6 +20,20 @@ final class AggregationTests: XCTestCase {
         XCTAssertEqual(Aggregation.clipped([0.3, 0.4], to: 1), [0.3, 0.4])
     }
 
+    func testCenteredClippingByHand() {
+        // median 2.5; deviations -1.5 -0.5 0.5 97.5; tau = median norm 1.0; clipped -1 -0.5 0.5 1 -> mean 0
+        XCTAssertEqual(Aggregation.centeredClip([[1], [2], [3], [100]], weights: [1, 1, 1, 1]), [2.5])
+        // median 1; deviations -1 0 9; tau 1; clipped -1 0 1, weights 1 1 2 -> (-1 + 2) / 4 = 0.25
+        XCTAssertEqual(Aggregation.centeredClip([[0], [1], [10]], weights: [1, 1, 2]), [1.25])
+        // a hostile update of any size or sign moves the result by at most tau * its weight share
+        let honest: [[Float]] = [[1, 1], [1.2, 0.9], [0.9, 1.1], [1.1, 1]]
+        for hostile: [Float] in [[-1e6, -1e6], [1e9, 0], [-10, -10]] {
+            let r = Aggregation.centeredClip(honest + [hostile], weights: [1, 1, 1, 1, 1])
+            XCTAssertLessThan(Aggregation.norm(zip(r, [1.05, 1]).map { $0 - $1 }), 0.2, "\(hostile) -> \(r)")
+        }
+        XCTAssertEqual(Aggregation.centeredClip([[4, 4]], weights: [3]), [4, 4])
+    }
+
     func testStrategiesByHand() {
         let updates = [NodeUpdate(node: "a", delta: [1, 1], examples: 1), NodeUpdate(node: "b", delta: [3, 3], examples: 3)]
         XCTAssertEqual(FedAvg().aggregate(global: [10, 0], updates: updates), [12.5, 2.5])

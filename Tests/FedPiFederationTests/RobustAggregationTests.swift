@@ -29,10 +29,10 @@ final class FlippingWorker: WorkerClient, @unchecked Sendable {
 }
 
 /// Five workers on IID shards of Fashion-MNIST, one of them sending sign-flipped ×10 updates: plain
-/// FedAvg collapses; coordinate median, trimmed mean and FedAvg with norm screening stay within 2 pp
-/// of the clean run, FedAvg with a fixed norm clip within 5 pp.
+/// FedAvg collapses; coordinate median, trimmed mean, FedAvg with centered norm clipping and FedAvg
+/// with norm screening stay within 2 pp of the clean run, FedAvg with a fixed norm clip within 5 pp.
 final class RobustAggregationTests: XCTestCase {
-    static let rounds = 12
+    static let rounds = ProcessInfo.processInfo.environment["FEDPI_ROBUST_ROUNDS"].flatMap(Int.init) ?? 12
 
     func accuracy(strategy: Strategy, attacked: Bool, screening: Double? = nil) async throws -> Double {
         let train = try MNISTDirectory(IDXFixtures.fashionMNIST).load(.train)
@@ -63,14 +63,15 @@ final class RobustAggregationTests: XCTestCase {
         let trimmed = try await accuracy(strategy: FedTrimmedMean(trim: 1), attacked: true)
         let clipped = try await accuracy(strategy: FedAvg(clipNorm: 0.5), attacked: true)
         let screened = try await accuracy(strategy: FedAvg(), attacked: true, screening: 5)
+        let centered = try await accuracy(strategy: FedCenteredClip(), attacked: true)
         func pct(_ x: Double) -> String { String(Int((x * 1000).rounded())).leftPadded(4) }
         print("""
             one of 5 nodes sends -10 x its update, mnist-mlp, \(RobustAggregationTests.rounds) rounds, accuracy in 0.1 %:
               clean FedAvg \(pct(clean)) | FedAvg \(pct(plain)) | median \(pct(median)) | trimmed mean \(pct(trimmed)) | \
-            FedAvg clip 0.5 \(pct(clipped)) | FedAvg max_norm_ratio 5 \(pct(screened))
+            FedAvg clip 0.5 \(pct(clipped)) | FedAvg max_norm_ratio 5 \(pct(screened)) | centered clip \(pct(centered))
             """)
         XCTAssertLessThan(plain, clean - 0.3, "plain FedAvg must collapse")
-        for (name, a) in [("median", median), ("trimmed mean", trimmed), ("screened FedAvg", screened)] {
+        for (name, a) in [("median", median), ("trimmed mean", trimmed), ("screened FedAvg", screened), ("centered clip", centered)] {
             XCTAssertGreaterThan(a, clean - 0.02, "\(name) must stay within 2 pp of the clean run (\(clean))")
         }
         // a fixed clip bounds the attacker's pull but cannot cancel it: 4 honest steps less one clipped

@@ -1,4 +1,6 @@
 import FedPiEngine
+import FedPiTesting
+import Foundation
 import XCTest
 
 @testable import FedPiWire
@@ -175,5 +177,21 @@ final class ModelFileTests: XCTestCase {
         assertRejects(i8File(scale: name, "-1"), "invalid scale '-1'")
         assertRejects(i8File(scale: name, ""), "invalid scale ''")
         assertRejects(i8File(scale: name, "0.1,"), "has 2 scales")
+    }
+
+    /// A killed writer leaves `FILE.tmp-PID`; the next start removes it, and nothing else.
+    func testLeftoversOfKilledWritersAreRemovedAndNothingElse() throws {
+        let dir = IDXFixtures.temporaryDirectory("fedpi-leftovers")
+        let finished = Process()
+        finished.executableURL = URL(fileURLWithPath: "/bin/true")
+        try finished.run()
+        finished.waitUntilExit()
+        let dead = finished.processIdentifier
+        // "model" first: writing it goes through model.tmp-PID of this process
+        let names = ["model", "model.tmp-\(dead)", "model.tmp-\(getpid())", "model.tmp-1", "model.tmp-abc", "other.tmp-\(dead)"]
+        for n in names { try FileIO.writeAtomically([1, 2, 3], to: dir + "/" + n) }
+        XCTAssertEqual(FileIO.removeLeftovers(of: dir + "/model"), 2)  // the dead writer's and this process's own
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: dir)), ["model.tmp-1", "model.tmp-abc", "other.tmp-\(dead)", "model"])
+        XCTAssertEqual(FileIO.removeLeftovers(of: dir + "/absent/model"), 0)
     }
 }
