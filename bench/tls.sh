@@ -64,8 +64,8 @@ for tls in ("1", "0"):
     rows = [l.split() for l in text.splitlines() if re.match(r"^\s+\d+\s+\d+\s+[\d.]+%", l)]
     secs = [float(r[4]) for r in rows if int(r[0]) > 0]
     mem = re.findall(r"worker-\d peak memory: ([\d.]+) MiB", text)
-    cpu = [float(x) for x in re.findall(r"worker-\d CPU: ([\d.]+) s", text)]
-    agg = re.findall(r"aggregator CPU: ([\d.]+) s", text)
+    cpu = [float(x) for x in re.findall(r"worker-\d peak memory: [\d.]+ MiB, CPU: ([\d.]+) s", text)]
+    agg = re.findall(r"aggregator peak memory: .*, CPU: ([\d.]+) s", text)
     res[tls] = (sum(secs) / len(secs), sum(cpu), float(agg[0]) if agg else float("nan"))
     print(f"{'mutual TLS' if tls == '1' else 'plain HTTP'}: {res[tls][0]:.3f} s per round (dispatch to global model, mean of {len(secs)}), "
           f"workers {res[tls][1]:.1f} CPU s, aggregator {res[tls][2]:.1f} CPU s, final accuracy {rows[-1][2] if rows else '?'}, "

@@ -56,7 +56,7 @@ public final class LocalWorker: WorkerClient, @unchecked Sendable {
     }
 
     public func train(round: Int, global: [UInt8], config: TrainingConfig) async throws -> [UInt8] {
-        try job.run(round: round, global: global, config: config)
+        try job.run(round: round, global: { global }, config: config)
     }
 }
 
@@ -82,13 +82,14 @@ public struct LocalTraining: @unchecked Sendable {
     /// batch; an error it throws cancels training.
     ///
     /// Memory is kept low for a small board: the global model stays in its encoded form (f16 on the
-    /// wire: half the size) during training and is decoded again for the delta, which is computed in
-    /// place over the trained weights; the optimizer state is freed before encoding.
-    public func run(round: Int, global: [UInt8], config: TrainingConfig,
+    /// wire: half the size), where the caller keeps it (the worker daemon: in a file), and is read
+    /// and decoded again for the delta, which is computed in place over the trained weights; the
+    /// optimizer state is freed before encoding.
+    public func run(round: Int, global: () throws -> [UInt8], config: TrainingConfig,
                     progress: ((TrainingProgress) throws -> Void)? = nil) throws -> [UInt8] {
         let net = try ModelZoo.make(model, seed: config.seed)
         let layout = net.parameters.entries
-        net.parameters.load(try ModelFile.decode(global, expecting: layout, model: model).values)
+        net.parameters.load(try ModelFile.decode(try global(), expecting: layout, model: model).values)
         // every round and node gets its own shuffling and dropout stream
         let seed = config.seed &* 1_000_003 &+ UInt64(round) &* 7919 &+ UInt64(abs(node.hashValueStable))
         var lastLoss: Double?
@@ -101,17 +102,16 @@ public struct LocalTraining: @unchecked Sendable {
                 try progress?(p)
             }
         }
-        let start = try ModelFile.decode(global, expecting: layout, model: model).values
-        let w = net.parameters.values
-        for i in start.indices { w[i] -= start[i] }
+        let w = net.parameters.values, count = net.parameters.count
+        try ModelFile.subtract(try global(), expecting: layout, model: model, from: UnsafeMutableBufferPointer(start: w, count: count))
         // an update that is not finite, or not representable in its encoding, is a failure, never an update
         let limit: Float = config.encoding == .f16 ? 65504 : .greatestFiniteMagnitude
         var bad = 0
-        for i in start.indices where !(abs(w[i]) <= limit) { bad += 1 }
+        for i in 0..<count where !(abs(w[i]) <= limit) { bad += 1 }
         if bad > 0 || !(lastLoss?.isFinite ?? true) {
             throw TrainingDiverged(loss: lastLoss, badValues: bad, encoding: config.encoding)
         }
-        return ModelFile.encode(UnsafeBufferPointer(start: w, count: start.count), layout: layout, model: model,
+        return ModelFile.encode(UnsafeBufferPointer(start: w, count: count), layout: layout, model: model,
                                 encoding: config.encoding, kind: .delta, round: round, examples: indices.count, seed: seed)
     }
 }

@@ -54,6 +54,10 @@ public final class TaskRunner: Sendable {
     private let counters = Mutex((rounds: 0, samples: 0, served: 0))
 
     var updatePath: String { stateDir + "/update.safetensors" }
+    /// A task's global model: kept on disk rather than in memory while it trains (2.4 MB of f16 for
+    /// mnist-cnn, read back for the delta); one file per task, so a newer task cannot change an older
+    /// one's. Removed when the training ends, and at start (a task does not survive a restart).
+    func globalPath(_ generation: Int) -> String { stateDir + "/global-\(generation).safetensors" }
 
     public init(job: LocalTraining, stateDir: String, logger: Logger, fault: Fault? = nil, maxEpochs: Int = 20, maxSeconds: Double = 3600) throws {
         self.job = job
@@ -77,6 +81,10 @@ public final class TaskRunner: Sendable {
     /// An update finished before a restart is still served: its file says which round it is for.
     private func restore() {
         FileIO.removeLeftovers(of: updatePath)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: stateDir)) ?? []
+        where name.hasPrefix("global-") && name.contains(".safetensors") {
+            try? FileManager.default.removeItem(atPath: stateDir + "/" + name)
+        }
         guard let bytes = try? FileIO.read(updatePath),
               let file = try? SafetensorsFile.decode(bytes), ModelFile.checksumMatches(file) == true,
               let round = file.metadata["round"].flatMap(Int.init), let digest = file.metadata["global"] else { return }
@@ -145,11 +153,21 @@ public final class TaskRunner: Sendable {
         }
         guard decision == .started else { return decision }
         try? FileManager.default.removeItem(atPath: updatePath)  // superseded
+        do {
+            try FileIO.writeAtomically(global, to: globalPath(generation))
+        } catch {
+            state.withLock {
+                guard $0.generation == generation else { return }
+                $0.phase = .failed
+                $0.reason = "cannot keep the global model in the state folder: \(error)".clipped()
+            }
+            throw error
+        }
         logger.info("round \(round): training started", metadata: [
             "board": "\(BoardHealth.read().summary)",
             "samples": "\(job.indices.count)", "epochs": "\(config.epochs)", "lr": "\(config.learningRate)", "encoding": "\(config.encoding)"])
         onChange(snapshot)
-        queue.async { self.train(round: round, global: global, config: config, digest: digest, generation: generation) }
+        queue.async { self.train(round: round, config: config, digest: digest, generation: generation) }
         return .started
     }
 
@@ -163,13 +181,15 @@ public final class TaskRunner: Sendable {
 
     private func isCurrent(_ generation: Int) -> Bool { state.withLock { $0.generation == generation && $0.phase == .training } }
 
-    private func train(round: Int, global: [UInt8], config: TrainingConfig, digest: String, generation: Int) {
+    private func train(round: Int, config: TrainingConfig, digest: String, generation: Int) {
+        let globalPath = self.globalPath(generation)
+        defer { try? FileManager.default.removeItem(atPath: globalPath) }
         guard isCurrent(generation) else { return }
         let clock = ContinuousClock(), start = clock.now
         var lastReport = start
         do {
             let maxSeconds = self.maxSeconds
-            var bytes = try job.run(round: round, global: global, config: config) { p in
+            var bytes = try job.run(round: round, global: { try FileIO.read(globalPath) }, config: config) { p in
                 guard self.isCurrent(generation) else { throw CancellationError() }
                 if p.elapsedSeconds > maxSeconds {
                     throw TooMuchWork(description: "training stopped after \(Int(p.elapsedSeconds)) s: longer than max_task_seconds (\(Int(maxSeconds)) s)")

@@ -179,6 +179,26 @@ final class ModelFileTests: XCTestCase {
         assertRejects(i8File(scale: name, "0.1,"), "has 2 scales")
     }
 
+    /// The worker's delta: subtracting a file in place equals subtracting its decoded values, for every
+    /// encoding, and a corrupted file is refused like `decode` refuses it.
+    func testSubtractInPlaceEqualsSubtractingTheDecodedValues() throws {
+        var g = SystemRandomNumberGenerator()
+        let trained = values.map { $0 + Float.random(in: -0.1...0.1, using: &g) }
+        for encoding in [Encoding.f32, .f16, .i8] {
+            let bytes = encode(encoding, seed: 5)
+            let decoded = try ModelFile.decode(bytes, expecting: layout, model: "mnist-cnn").values
+            var w = trained
+            try w.withUnsafeMutableBufferPointer { try ModelFile.subtract(bytes, expecting: layout, model: "mnist-cnn", from: $0) }
+            XCTAssertEqual(w, zip(trained, decoded).map { $0 - $1 }, "\(encoding)")
+        }
+        var corrupt = encode(.f16)
+        corrupt[corrupt.count - 3] ^= 0x40
+        var w = trained
+        XCTAssertThrowsError(try w.withUnsafeMutableBufferPointer { try ModelFile.subtract(corrupt, expecting: layout, model: "mnist-cnn", from: $0) }) {
+            XCTAssertTrue("\($0)".contains("checksum"), "\($0)")
+        }
+    }
+
     /// A killed writer leaves `FILE.tmp-PID`; the next start removes it, and nothing else.
     func testLeftoversOfKilledWritersAreRemovedAndNothingElse() throws {
         let dir = IDXFixtures.temporaryDirectory("fedpi-leftovers")
