@@ -50,7 +50,7 @@ public struct FleetCertificate: Sendable {
     public var name: String? {
         for rdn in certificate.subject {
             for attribute in rdn where attribute.type == .RDNAttributeType.commonName {
-                if let s = try? String(attribute.value) { return s }
+                if let s = String(attribute.value) { return s }
                 return "\(attribute.value)"
             }
         }

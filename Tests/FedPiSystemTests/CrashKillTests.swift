@@ -26,13 +26,16 @@ final class CrashKillTests: XCTestCase {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix(file + ".tmp-") }
     }
 
-    /// Kills the process `p` when a temporary file of `file` appears in `dir` (plus a random 0–3 ms),
-    /// or at a random instant when `targeted` is false, or after `limit` seconds.
-    func kill(_ p: Process, whenWriting file: String, in dir: String, targeted: Bool, limit: Double = 20) {
+    /// Kills the process `p` when its temporary file of `file` appears in `dir` (plus a random 0–3 ms),
+    /// or at a random instant when `targeted` is false, or after `limit` seconds. Returns whether the
+    /// kill landed during the write (the temporary file is left).
+    @discardableResult
+    func kill(_ p: Process, whenWriting file: String, in dir: String, targeted: Bool, limit: Double = 20) -> Bool {
         var g = SystemRandomNumberGenerator()
+        let temporary = dir + "/" + file + ".tmp-\(p.processIdentifier)"
         let end = Date().addingTimeInterval(targeted ? limit : Double.random(in: 0.2...1.5, using: &g))
         while Date() < end, p.isRunning {
-            if targeted, !temporaries(in: dir, of: file).isEmpty {
+            if targeted, FileManager.default.fileExists(atPath: temporary) {
                 usleep(UInt32.random(in: 0...3000, using: &g))
                 break
             }
@@ -40,6 +43,7 @@ final class CrashKillTests: XCTestCase {
         }
         Foundation.kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
+        return FileManager.default.fileExists(atPath: temporary)
     }
 
     /// The checkpoint's round; fails the test if the file is not a whole, checksummed model.
@@ -61,8 +65,7 @@ final class CrashKillTests: XCTestCase {
         var inWrite = 0, previous = 0
         for i in 0..<50 {
             try fleet.startAggregator()
-            kill(fleet.aggregator!, whenWriting: "checkpoint.safetensors", in: fleet.stateDir, targeted: i % 5 != 4)
-            if !temporaries(in: fleet.stateDir, of: "checkpoint.safetensors").isEmpty { inWrite += 1 }
+            if kill(fleet.aggregator!, whenWriting: "checkpoint.safetensors", in: fleet.stateDir, targeted: i % 5 != 4) { inWrite += 1 }
             let round = checkpointRound() ?? 0
             XCTAssertGreaterThanOrEqual(round, previous, "kill \(i): the checkpoint went back from round \(previous) to \(round)")
             previous = round
@@ -102,8 +105,7 @@ final class CrashKillTests: XCTestCase {
         let state = fleet.dir + "/w1-state"
         var inWrite = 0
         for i in 0..<15 {
-            kill(fleet.workers["w1"]!, whenWriting: "update.safetensors", in: state, targeted: true)
-            if !temporaries(in: state, of: "update.safetensors").isEmpty { inWrite += 1 }
+            if kill(fleet.workers["w1"]!, whenWriting: "update.safetensors", in: state, targeted: true) { inWrite += 1 }
             if FileManager.default.fileExists(atPath: state + "/update.safetensors") {
                 let bytes = try FileIO.read(state + "/update.safetensors")
                 let file = try SafetensorsFile.decode(bytes)
