@@ -40,6 +40,8 @@ public actor NodeInventory {
         public var failures = 0
         public var nextProbe = ContinuousClock.now
         public var samples: Int?
+        /// The test samples it reported (bounds its federated evaluation answers).
+        public var testSamples: Int?
         public var lastError: String?
     }
 
@@ -78,6 +80,8 @@ public actor NodeInventory {
 
     /// The training samples `name` reported at its last probe.
     public func samples(of name: String) -> Int? { index(name).flatMap { nodes[$0].samples } }
+    /// The test samples `name` reported at its last probe.
+    public func testSamples(of name: String) -> Int? { index(name).flatMap { nodes[$0].testSamples } }
 
     private func transition(_ i: Int, to state: State, _ detail: String) {
         let old = nodes[i].state
@@ -92,11 +96,12 @@ public actor NodeInventory {
     }
 
     /// A contact worked: the node is online (or busy with a task).
-    public func succeeded(_ name: String, busy: Bool = false, samples: Int? = nil) {
+    public func succeeded(_ name: String, busy: Bool = false, samples: Int? = nil, testSamples: Int? = nil) {
         guard let i = index(name) else { return }
         nodes[i].failures = 0
         nodes[i].lastError = nil
         if let samples { nodes[i].samples = samples }
+        if let testSamples { nodes[i].testSamples = testSamples }
         transition(i, to: busy ? .busy : .online, samples.map { "\($0) samples" } ?? "")
     }
 
@@ -116,7 +121,7 @@ public actor NodeInventory {
     public func refresh(all: Bool = false) async {
         let now = ContinuousClock.now
         let due = nodes.filter { all || $0.state == .unknown || ($0.state == .offline && $0.nextProbe <= now) }
-        let results = await withTaskGroup(of: (String, Result<Int?, any Error>).self) { group in
+        let results = await withTaskGroup(of: (String, Result<Control.NodeInfo, any Error>).self) { group in
             for node in due {
                 group.addTask { [client, probeTimeout, identity] in
                     if let identity, let problem = await Self.checkCertificate(of: node, identity, timeout: probeTimeout) {
@@ -125,13 +130,13 @@ public actor NodeInventory {
                     return (node.name, await Self.probe(node.url, client: client, timeout: probeTimeout))
                 }
             }
-            var out: [(String, Result<Int?, any Error>)] = []
+            var out: [(String, Result<Control.NodeInfo, any Error>)] = []
             for await r in group { out.append(r) }
             return out
         }
         for (name, result) in results {
             switch result {
-            case .success(let samples): succeeded(name, samples: samples)
+            case .success(let info): succeeded(name, samples: info.samples, testSamples: info.testSamples)
             case .failure(let error): failed(name, RemoteWorker.describe(error))
             }
         }
@@ -152,12 +157,12 @@ public actor NodeInventory {
         return peer.problem(expectedName: node.name, role: .worker, authority: identity.authority, deny: identity.deny)
     }
 
-    static func probe(_ url: String, client: HTTPClient, timeout: Double) async -> Result<Int?, any Error> {
+    static func probe(_ url: String, client: HTTPClient, timeout: Double) async -> Result<Control.NodeInfo, any Error> {
         do {
             let response = try await client.execute(HTTPClientRequest(url: url + "/v1/node"), timeout: .milliseconds(Int64(timeout * 1000)))
             let body = try await response.body.collect(upTo: Control.maxMessageBytes)
             guard response.status == .ok else { return .failure(RemoteWorker.Failure("GET /v1/node answered \(response.status.code)")) }
-            return .success(try RemoteWorker.decode(Control.NodeInfo.self, body).check().samples)
+            return .success(try RemoteWorker.decode(Control.NodeInfo.self, body).check())
         } catch {
             return .failure(error)
         }

@@ -168,8 +168,9 @@ public final class RemoteWorker: WorkerClient, Sendable {
     }
 
     /// Federated evaluation: the global model (f16) goes to each worker's `POST /v1/evaluate`; the
-    /// answers are averaged weighted by test samples. A worker that fails to answer, or answers what
-    /// cannot be true (`Control.Evaluation.check`), is left out with the reason in the log.
+    /// answers are averaged weighted by test samples. A worker that fails to answer, answers what
+    /// cannot be true (`Control.Evaluation.check`) or for more samples than the test split it
+    /// registered, is left out with the reason in the log.
     static func evaluate(_ model: Model, on workers: [RemoteWorker], logger: Logger) async throws -> EvaluationResult {
         let body = ModelFile.encode(weightsOf: model, encoding: .f16)
         let clock = ContinuousClock(), start = clock.now
@@ -186,7 +187,13 @@ public final class RemoteWorker: WorkerClient, Sendable {
                             logger.warning("\(w.node) did not evaluate: \(response.status.code) \(RemoteWorker.message(bytes))")
                             return nil
                         }
-                        return try RemoteWorker.decode(Control.Evaluation.self, bytes).check()
+                        let answer = try RemoteWorker.decode(Control.Evaluation.self, bytes).check()
+                        // its weight in the fleet's accuracy is bounded by the test split it registered
+                        if let registered = await w.inventory.testSamples(of: w.node), answer.samples > registered {
+                            logger.warning("\(w.node) did not evaluate: it answered for \(answer.samples) samples, but registered \(registered) test samples")
+                            return nil
+                        }
+                        return answer
                     } catch {
                         logger.warning("\(w.node) did not evaluate: \(RemoteWorker.describe(error))")
                         return nil

@@ -39,6 +39,20 @@ final class HostileNodeTests: XCTestCase {
         XCTAssertTrue(rounds.allSatisfy { ($0.accuracy ?? 0) != 0.5 }, "the fake's made-up accuracy must not be the round's: \(rounds)")
     }
 
+    /// A node that registered 1,000 test samples and answers "99%" for 10^8 would outweigh the fleet.
+    func testAnEvaluationForMoreSamplesThanRegisteredIsLeftOut() throws {
+        try startTwo()
+        try fleet.startFake("boast", mode: "inflated-eval")
+        try fleet.writeFleet(rounds: 1, minNodes: 2, centralTest: false)
+        try fleet.startAggregator()
+        XCTAssertEqual(try fleet.waitForAggregator(timeout: 120), 0, fleet.aggregatorLog())
+        XCTAssertTrue(fleet.aggregatorLog().contains("boast did not evaluate: it answered for 100000000 samples, but registered 1000 test samples"),
+                      fleet.aggregatorLog())
+        let rounds = try fleet.history()
+        XCTAssertEqual(rounds.filter(\.completed).map(\.round), [0, 1])
+        XCTAssertTrue(rounds.allSatisfy { ($0.accuracy ?? 0) < 0.9 }, "the fake's 99% must not be the fleet's: \(rounds)")
+    }
+
     func testPoisonedUpdatesAreRejectedAndTheCheckpointStaysSane() throws {
         try startTwo()
         try fleet.startFake("evil-claim", mode: "poison")

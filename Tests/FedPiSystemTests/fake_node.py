@@ -6,6 +6,7 @@ chosen replies and counts the requests it gets.
 
 MODE:
   huge-eval    sane node info; evaluates with samples = 2^63-1; training fails (500)
+  inflated-eval  registers 1000 test samples, evaluates "99%" on 10^8 (a plausible number, not its own)
   poison       a finite update of all 1e6 claiming 10^15 examples
   poison-norm  the same update claiming 100 examples (within what it registered)
   lost         every collect answers 404 (as a worker that lost its task)
@@ -75,7 +76,7 @@ class Node(BaseHTTPRequestHandler):
         count("GET " + re.sub(r"/\d+", "/R", self.path.split("?")[0]))
         if self.path.startswith("/v1/node"):
             return self.answer(200, {"node": "evil", "version": "0", "models": ["mnist-mlp"], "model": "mnist-mlp", "dataset": "/d",
-                                     "samples": 1000, "classes": [0], "state": "idle",
+                                     "samples": 1000, "test_samples": 1000, "classes": [0], "state": "idle",
                                      "progress": {"samples": 0, "total": 0, "seconds": 0}, "uptime_seconds": 1, "health": {}})
         m = re.match(r"/v1/rounds/(\d+)/update", self.path)
         if not m:
@@ -113,6 +114,8 @@ class Node(BaseHTTPRequestHandler):
     def do_POST(self):
         count("POST " + self.path)
         self.drain()
+        if MODE == "inflated-eval":
+            return self.answer(200, {"accuracy": 0.99, "loss": 0.01, "samples": 10**8, "seconds": 1})
         self.answer(200, {"accuracy": 0.5, "loss": 1.0, "samples": 2**63 - 1, "seconds": 1})
 
     def do_DELETE(self):
