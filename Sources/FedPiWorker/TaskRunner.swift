@@ -156,12 +156,13 @@ public final class TaskRunner: Sendable {
         do {
             try FileIO.writeAtomically(global, to: globalPath(generation))
         } catch {
+            let refusal = Refusal(description: "cannot keep the global model in the state folder: \(error)".clipped())
             state.withLock {
                 guard $0.generation == generation else { return }
                 $0.phase = .failed
-                $0.reason = "cannot keep the global model in the state folder: \(error)".clipped()
+                $0.reason = refusal.description
             }
-            throw error
+            throw refusal  // 503: the board's trouble, not the request's
         }
         logger.info("round \(round): training started", metadata: [
             "board": "\(BoardHealth.read().summary)",
