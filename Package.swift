@@ -31,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        // /metrics on the aggregator and the worker.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -39,6 +41,10 @@ let package = Package(
         .systemLibrary(
             name: "CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
+        // PNG/JPEG decoding for predictions (Debian's libstb-dev); the worker does not link it.
+        .systemLibrary(
+            name: "CStb", pkgConfig: "stb",
+            providers: [.apt(["libstb-dev"])]),
         .target(name: "CHalf", cSettings: [.unsafeFlags(["-O2"])]),
         // The engine's hot kernels (Winograd tile transforms, the unpacked GEMM for the Winograd
         // products, max pooling): AVX2+FMA behind a runtime CPU check on x86-64, portable (NEON on
@@ -51,6 +57,8 @@ let package = Package(
         .target(name: "FedPiWire", dependencies: ["FedPiEngine", "CHalf", "CZlib"], swiftSettings: optimized),
         .target(name: "FedPiFederation", dependencies: ["FedPiEngine", "FedPiWire"], swiftSettings: optimized),
         .target(name: "FedPiData", dependencies: ["CZlib", "FedPiEngine"], swiftSettings: optimized),
+        // Class probabilities for one image (PNG/JPEG or raw pixels): `fedpi predict` and the aggregator's API.
+        .target(name: "FedPiPredict", dependencies: ["CStb", "FedPiEngine"], swiftSettings: optimized),
         // Fleet identity: certificates with a node name and a role, the fleet CA, TLS contexts that
         // require them, the deny-list. The worker, the aggregator and `fedpi certs` share it.
         .target(
@@ -65,10 +73,18 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ]),
+        // What the worker's and the aggregator's HTTP servers share: mutual TLS per connection, the
+        // client's certificate in the request context, JSON answers, bounded bodies.
+        .target(
+            name: "FedPiHTTP",
+            dependencies: [
+                "FedPiIdentity", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]),
         .executableTarget(
             name: "fedpi",
             dependencies: [
-                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation", "FedPiIdentity",
+                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation", "FedPiIdentity", "FedPiPredict",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(
@@ -76,22 +92,28 @@ let package = Package(
             dependencies: [
                 "CSystemd",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .target(
             name: "FedPiWorker",
             dependencies: [
                 "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation",
-                "FedPiRuntime", "FedPiIdentity", .product(name: "Hummingbird", package: "hummingbird"),
+                "FedPiRuntime", "FedPiIdentity", "FedPiHTTP", .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
         .target(
             name: "FedPiAggregator",
             dependencies: [
-                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation",
+                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation", "FedPiPredict",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "GRDB", package: "GRDB.swift"), "FedPiRuntime", "FedPiIdentity",
+                .product(name: "GRDB", package: "GRDB.swift"), "FedPiRuntime", "FedPiIdentity", "FedPiHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
         .executableTarget(
             name: "fedpi-worker",
@@ -117,7 +139,10 @@ let package = Package(
             dependencies: ["FedPiIdentity", .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOSSL", package: "swift-nio-ssl")]),
         .testTarget(
             name: "FedPiAggregatorTests",
-            dependencies: ["FedPiAggregator", "FedPiTesting", .product(name: "Logging", package: "swift-log")]),
+            dependencies: [
+                "FedPiAggregator", "FedPiTesting", "FedPiPredict", .product(name: "Logging", package: "swift-log"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]),
         .testTarget(
             name: "FedPiSystemTests",
             dependencies: [

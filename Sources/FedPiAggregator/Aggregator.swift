@@ -2,11 +2,16 @@ import AsyncHTTPClient
 import FedPiData
 import FedPiEngine
 import FedPiFederation
+import FedPiHTTP
 import FedPiIdentity
 import FedPiRuntime
 import FedPiWire
 import Foundation
+import Hummingbird
+import HummingbirdCore
 import Logging
+import NIOSSL
+import ServiceLifecycle
 
 /// The aggregator process: resumes from its checkpoint, keeps the node inventory fresh, runs the
 /// rounds (retrying failed ones with the model unchanged), checkpoints and records each round.
@@ -27,9 +32,13 @@ public final class Aggregator: @unchecked Sendable {
         self.logger = logger
     }
 
-    /// Runs the remaining rounds; `print` receives the per-round table. Returns the final model file's path.
+    /// Runs the remaining rounds as a group of services (the round runner, the prober, the central
+    /// evaluator, the HTTP API) until they are done or SIGTERM/SIGINT stops them; `print` receives the
+    /// per-round table, `onListening` the API's port. Returns the final model file's path, or nil when
+    /// stopped by a signal before the last round.
     @discardableResult
-    public func run(save: String? = nil, print: @escaping @Sendable (String) -> Void = { Swift.print($0) }) async throws -> String {
+    public func run(save: String? = nil, print: @escaping @Sendable (String) -> Void = { Swift.print($0) },
+                    onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws -> String? {
         let config = self.config, logger = self.logger
         do {
             try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true)
@@ -41,6 +50,8 @@ public final class Aggregator: @unchecked Sendable {
         // the most an update of this model can be: f32 values and a header allowance
         let maxUpdateBytes = model.parameters.count * 4 + (256 << 10)
         var done = 0
+        let operations = Operations(fleetRounds: config.rounds, controlPath: config.stateDir + "/control.json")
+        let metrics = AggregatorMetrics()
         if FileManager.default.fileExists(atPath: checkpointPath) {
             let values: [Float], header: ModelFileHeader
             do {
@@ -110,6 +121,7 @@ public final class Aggregator: @unchecked Sendable {
             }
         }
         federation.select = { round in
+            operations.setPhase("waiting for nodes")
             await inventory.refresh(all: true)
             var lastNote = ContinuousClock.now - .seconds(60)
             while await inventory.onlineCount < config.minNodes {
@@ -123,9 +135,11 @@ public final class Aggregator: @unchecked Sendable {
             }
             let names = await inventory.pick(fraction: config.fraction, minimum: config.minNodes, seed: config.seed &+ UInt64(round))
             logger.info("round \(round): dispatching to \(names.joined(separator: ", "))")
+            operations.dispatched(round, nodes: names)
             return workers.filter { names.contains($0.node) }
         }
         federation.onNode = { round, node, outcome in
+            operations.nodeFinished(round, node, outcome)
             switch outcome {
             case .success(let p):
                 logger.info("round \(round): update from \(node) accepted", metadata: [
@@ -139,96 +153,66 @@ public final class Aggregator: @unchecked Sendable {
             print(RoundTable.row(r))
             let accuracy = r.testAccuracy.map { ", accuracy " + Format.percent($0) } ?? ""
             notifier.status(r.completed
-                ? "round \(r.round) of \(config.rounds) done, \(r.participants.count) nodes\(accuracy)"
+                ? "round \(r.round) of \(operations.control.targetRounds) done, \(r.participants.count) nodes\(accuracy)"
                 : "round \(r.round) failed (\(r.participants.count) of \(config.minNodes) updates); retrying")
         }
-        var evaluation: Task<Void, Never>?
-        /// Evaluates the current model beside whatever runs next and stores the metrics in history row
-        /// `id`, then calls `then` with them (nil if the evaluation failed, which is logged).
-        func evaluateBeside(_ central: CentralEvaluation, row id: Int64, round: Int,
-                            then: @escaping @Sendable (EvaluationResult?) -> Void) {
-            let values = model.parameters.flatValues
-            evaluation = Task {
-                let e = await central.evaluate(values, round: round, logger: logger)
-                if let e { history.setMetrics(id, accuracy: e.accuracy, loss: e.loss, logger: logger) }
-                then(e)
-            }
-        }
-        /// Records the round, and with central evaluation evaluates it beside the next one before its
-        /// table line is printed. Waits for the previous evaluation first, so lines print in round order.
-        func finish(_ r: RoundRecord) async throws {
-            await evaluation?.value
-            let id = try history.record(r, strategy: strategy.name, encoding: config.encoding.rawValue)
-            guard let central, r.completed, r.testAccuracy == nil else { return report(r) }
-            evaluateBeside(central, row: id, round: r.round) { e in
-                var r = r
-                (r.testAccuracy, r.testLoss) = (e?.accuracy, e?.loss)
-                report(r)
-            }
-        }
+        let evaluator = central.map { CentralEvaluator($0, logger: logger) }
+        let runner = RoundRunner(config: config, federation: federation, history: history, operations: operations, metrics: metrics,
+                                 evaluator: evaluator, resumedAfter: done, save: save, print: print, report: report, logger: logger)
 
         print("\(config.model), \(config.nodes.count) nodes, \(strategy.name), \(config.encoding.rawValue) deltas, "
-              + "\(config.localEpochs) local epoch(s), rounds \(done + 1)...\(config.rounds), min_nodes \(config.minNodes)")
+              + "\(config.localEpochs) local epoch(s), rounds \(done + 1)...\(operations.control.targetRounds), min_nodes \(config.minNodes)")
         print(RoundTable.header)
-        // background probing: offline nodes are noticed coming back between rounds too
-        let prober = Task {
-            while !Task.isCancelled {
-                await inventory.refresh()
-                try? await Task.sleep(for: .seconds(1))
+        // systemd: ready once the state is open (and the API listens); the watchdog pings as long as the process runs
+        let ready = "starting round \(done + 1) of \(operations.control.targetRounds)"
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: WatchdogService(notifier: notifier) { true }),
+            .init(service: ProberService(inventory: inventory)),
+        ]
+        if let evaluator { services.append(.init(service: evaluator)) }
+        if let listen = config.listen {
+            let api = try AggregatorAPI(config: config, operations: operations, inventory: inventory, history: history, metrics: metrics,
+                                        strategy: strategy.name, logger: logger)
+            let http = HTTP1Channel.Configuration(idleTimeout: .seconds(30))
+            let server: HTTPServerBuilder
+            let scheme: String
+            if let identity {
+                let context = try NIOSSLContext(configuration: identity.material.serverConfiguration())
+                server = FleetTLSChannel.builder(configuration: http) { context }
+                scheme = "https"
+            } else {
+                server = .http1(configuration: http)
+                scheme = "http"
             }
+            let app = Application(
+                router: api.router(), server: server,
+                configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "fedpi-aggregator"),
+                onServerRunning: { channel in
+                    let port = channel.localAddress?.port ?? listen.port
+                    logger.info("dashboard and API at \(scheme)://\(listen.host):\(port)/")
+                    notifier.ready(status: ready + "; dashboard on port \(port)")
+                    await onListening(port)
+                },
+                logger: logger)
+            services.append(.init(service: app))
+        } else {
+            notifier.ready(status: ready)
         }
-        // systemd: ready once the state is open; the watchdog pings as long as the process runs its tasks
-        notifier.ready(status: done >= config.rounds ? "all \(config.rounds) rounds done" : "starting round \(done + 1) of \(config.rounds)")
-        let watchdog = Task { await notifier.runWatchdog { true } }
-        defer {
-            prober.cancel()
-            watchdog.cancel()
-        }
+        // the runner is last: on SIGTERM it stops first, then the API, the evaluator and the prober;
+        // when it ends by itself (all rounds done) the others are shut down
+        services.append(.init(service: runner, successTerminationBehavior: .gracefullyShutdownGroup,
+                              failureTerminationBehavior: .gracefullyShutdownGroup))
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
-            if done == 0, try history.attempts(of: 0) == 0 {
-                // with central evaluation federation.evaluate is nil: the record comes back without metrics
-                // and `finish` evaluates it beside round 1
-                try await finish(try await federation.evaluateInitial())
-            } else if let central, let id = try history.completedRoundWithoutMetrics(done) {
-                // the last run stopped while this round's evaluation ran: evaluate the checkpoint now
-                evaluateBeside(central, row: id, round: done) { [done] e in
-                    if let e { logger.info("round \(done): accuracy \(Format.percent(e.accuracy)) (evaluated after the restart)") }
-                }
-            }
-            if done < config.rounds {
-                for round in (done + 1)...config.rounds {
-                    var attempt = try history.attempts(of: round) + 1
-                    while true {
-                        let r = try await federation.runRound(round, attempt: attempt)
-                        // the checkpoint decides where a restart resumes; a crash before the history row loses the row, not the round
-                        if r.completed { try writeCheckpoint(model, round: round) }
-                        try await finish(r)
-                        if r.completed { break }
-                        let pause = min(30.0, 2 * Double(attempt))
-                        logger.warning("""
-                            round \(round) failed: \(r.participants.count) usable update(s), \(config.minNodes) needed; \
-                            retrying in \(Int(pause)) s with the model unchanged
-                            """)
-                        try await Task.sleep(for: .seconds(pause))
-                        attempt += 1
-                    }
-                }
-            }
-            await evaluation?.value
+            try await group.run()
         } catch {
-            evaluation?.cancel()
-            prober.cancel()
             try? await client.shutdown()
             throw error
         }
-        prober.cancel()
         try? await client.shutdown()
-        let out = save ?? config.stateDir + "/final.safetensors"
-        try FileIO.writeAtomically(ModelFile.encode(weightsOf: model, round: config.rounds), to: out)
-        print("saved the global model after round \(config.rounds) to \(out)")
         logger.info("done", metadata: ["peak_memory": "\(Format.mebibytes(ProcessMemory.peakResidentBytes))",
                                        "cpu_seconds": "\(Format.fixed(ProcessMemory.cpuSeconds, 1))"])
-        return out
+        return runner.finalPath.withLock { $0 }
     }
 
     /// Central evaluation on the aggregator's test set, with its own copy of the network, on a thread
@@ -272,9 +256,5 @@ public final class Aggregator: @unchecked Sendable {
                 return nil
             }
         }
-    }
-
-    func writeCheckpoint(_ model: Model, round: Int) throws {
-        try FileIO.writeAtomically(ModelFile.encode(weightsOf: model, round: round), to: checkpointPath)
     }
 }

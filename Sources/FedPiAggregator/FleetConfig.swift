@@ -69,6 +69,14 @@ public struct FleetConfig: Sendable {
     public var testData: String?
     public var testLimit: Int?
     public var seed: UInt64 = 1
+    /// Where the dashboard, the JSON API and /metrics are served ("off": nowhere).
+    public var listen: (host: String, port: Int)? = ("127.0.0.1", 8480)
+    /// Plain HTTP for the API on a non-loopback address without [tls].
+    public var insecure = false
+    /// After the last round, keep serving the API (more rounds can be added) until stopped.
+    public var keepServing = false
+    /// The names the dashboard and predictions give the classes (default "0"..."9").
+    public var classNames: [String] = (0..<10).map(String.init)
 
     public static let strategies = Strategies.names
 
@@ -116,6 +124,15 @@ public struct FleetConfig: Sendable {
         testData = try f.string("test_data")
         testLimit = try f.int("test_limit", in: 1...100_000_000)
         if let v = try f.int("seed", in: 0...Int.max) { seed = UInt64(v) }
+        if let v = try f.string("listen") { listen = v == "off" ? nil : try ListenAddress.parse(v, path: "\(path): listen") }
+        if let v = try f.bool("insecure") { insecure = v }
+        if let v = try f.bool("keep_serving") { keepServing = v }
+        if let v = try f.strings("class_names") {
+            guard v.count == 10, v.allSatisfy({ !$0.isEmpty && $0.count <= 40 }) else {
+                throw ConfigError("\(path): class_names needs 10 names of 1-40 characters")
+            }
+            classNames = v
+        }
         if let t = try f.table("tls") {
             // without `key`, systemd's credential tls.key (LoadCredential=, install-aggregator.sh --key)
             let credential = ProcessInfo.processInfo.environment["CREDENTIALS_DIRECTORY"].map { $0 + "/tls.key" }
@@ -154,6 +171,12 @@ public struct FleetConfig: Sendable {
         }
         try f.finish()
         guard !nodes.isEmpty else { throw ConfigError("\(path): no nodes; add [[nodes]] tables with name and url") }
+        if let listen, tls == nil, !insecure, !ListenAddress.isLoopback(listen.host) {
+            throw ConfigError("""
+                \(path): refusing to serve the API over plain HTTP on \(listen.host): anyone who reaches it could pause the fleet. \
+                Add [tls] (the API then takes observer and admin certificates), listen on 127.0.0.1, or set insecure = true
+                """)
+        }
         guard minNodes <= nodes.count else {
             throw ConfigError("\(path): min_nodes is \(minNodes) but only \(nodes.count) node(s) are listed")
         }

@@ -130,13 +130,49 @@ public final class History: Sendable {
     /// Every attempt, oldest first, with participants and failure reasons.
     public func rounds() throws -> [Summary] {
         try db.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, round, attempt, completed, accuracy FROM rounds ORDER BY id").map { row in
+            try GRDB.Row.fetchAll(db, sql: "SELECT id, round, attempt, completed, accuracy FROM rounds ORDER BY id").map { row in
                 let id: Int64 = row["id"]
                 return Summary(
                     round: row["round"], attempt: row["attempt"], completed: row["completed"], accuracy: row["accuracy"],
                     participants: try String.fetchAll(db, sql: "SELECT node FROM participants WHERE round_id = ? ORDER BY node", arguments: [id]),
-                    failures: try Row.fetchAll(db, sql: "SELECT node, reason FROM failures WHERE round_id = ? ORDER BY node", arguments: [id])
+                    failures: try GRDB.Row.fetchAll(db, sql: "SELECT node, reason FROM failures WHERE round_id = ? ORDER BY node", arguments: [id])
                         .map { "\($0["node"] as String): \($0["reason"] as String)" })
+            }
+        }
+    }
+
+    /// A round attempt as the API shows it: everything the history holds about it.
+    public struct Row: Sendable, Encodable {
+        public struct Participant: Sendable, Encodable {
+            public var node: String, examples: Int, bytes: Int, seconds: Double, trainSeconds: Double?
+        }
+        public struct Failure: Sendable, Encodable {
+            public var node: String, reason: String
+        }
+        public var round: Int, attempt: Int, completed: Bool, finishedAt: String, seconds: Double
+        public var accuracy: Double?, loss: Double?, bytesDown: Int, bytesUp: Int, strategy: String, encoding: String
+        public var participants: [Participant], failures: [Failure]
+    }
+
+    /// The last `limit` attempts (of round `round` only, when given), oldest first.
+    public func rows(round: Int? = nil, limit: Int = 10_000) throws -> [Row] {
+        try db.read { db in
+            let filter = round == nil ? "" : "WHERE round = ?"
+            let arguments: StatementArguments = round.map { [$0, limit] } ?? [limit]
+            let rows = try GRDB.Row.fetchAll(db, sql: "SELECT * FROM (SELECT * FROM rounds \(filter) ORDER BY id DESC LIMIT ?) ORDER BY id",
+                                         arguments: arguments)
+            return try rows.map { r in
+                let id: Int64 = r["id"]
+                return Row(
+                    round: r["round"], attempt: r["attempt"], completed: r["completed"], finishedAt: r["finished_at"], seconds: r["seconds"],
+                    accuracy: r["accuracy"], loss: r["loss"], bytesDown: r["bytes_down"], bytesUp: r["bytes_up"], strategy: r["strategy"],
+                    encoding: r["encoding"],
+                    participants: try GRDB.Row.fetchAll(db, sql: "SELECT * FROM participants WHERE round_id = ? ORDER BY node", arguments: [id]).map {
+                        Row.Participant(node: $0["node"], examples: $0["examples"], bytes: $0["bytes"], seconds: $0["seconds"],
+                                        trainSeconds: $0["train_seconds"])
+                    },
+                    failures: try GRDB.Row.fetchAll(db, sql: "SELECT node, reason FROM failures WHERE round_id = ? ORDER BY node", arguments: [id])
+                        .map { Row.Failure(node: $0["node"], reason: $0["reason"]) })
             }
         }
     }

@@ -43,6 +43,13 @@ public actor NodeInventory {
         /// The test samples it reported (bounds its federated evaluation answers).
         public var testSamples: Int?
         public var lastError: String?
+        /// When the node entered its state (online and busy count as one).
+        public var since = Date()
+        /// The last answer from the node, and when it came.
+        public var lastSeen: Date?
+        public var info: Control.NodeInfo?
+        /// When the node was last probed (health probes of online nodes keep this recent).
+        var lastProbe = ContinuousClock.now - .seconds(3600)
     }
 
     public private(set) var nodes: [Node]
@@ -87,6 +94,7 @@ public actor NodeInventory {
         let old = nodes[i].state
         nodes[i].state = state
         guard old != state, !(old == .online && state == .busy), !(old == .busy && state == .online) else { return }
+        nodes[i].since = Date()
         switch state {
         case .online: logger.info("node \(nodes[i].name) online", metadata: ["url": "\(nodes[i].url)", "detail": "\(detail)"])
         case .offline: logger.warning("node \(nodes[i].name) offline: \(detail)")
@@ -96,10 +104,12 @@ public actor NodeInventory {
     }
 
     /// A contact worked: the node is online (or busy with a task).
-    public func succeeded(_ name: String, busy: Bool = false, samples: Int? = nil, testSamples: Int? = nil) {
+    public func succeeded(_ name: String, busy: Bool = false, samples: Int? = nil, testSamples: Int? = nil, info: Control.NodeInfo? = nil) {
         guard let i = index(name) else { return }
         nodes[i].failures = 0
         nodes[i].lastError = nil
+        nodes[i].lastSeen = Date()
+        if let info { nodes[i].info = info }
         if let samples { nodes[i].samples = samples }
         if let testSamples { nodes[i].testSamples = testSamples }
         transition(i, to: busy ? .busy : .online, samples.map { "\($0) samples" } ?? "")
@@ -117,14 +127,24 @@ public actor NodeInventory {
         if wasOffline { logger.debug("node \(name) still offline: \(error)") }
     }
 
-    /// Probes the nodes whose backoff has run out (every node when `all`), concurrently.
-    public func refresh(all: Bool = false) async {
+    /// Probes the nodes whose backoff has run out (every node when `all`), concurrently. With
+    /// `healthEvery`, online nodes not probed for that many seconds are probed too (board health, task
+    /// progress, and a node that went away noticed between rounds).
+    public func refresh(all: Bool = false, healthEvery: Double? = nil) async {
         let now = ContinuousClock.now
-        let due = nodes.filter { all || $0.state == .unknown || ($0.state == .offline && $0.nextProbe <= now) }
+        let healthDue = healthEvery.map { now - .milliseconds(Int64($0 * 1000)) }
+        let due = nodes.filter { n in
+            if all || n.state == .unknown || (n.state == .offline && n.nextProbe <= now) { return true }
+            guard let healthDue, n.state == .online || n.state == .busy else { return false }
+            return n.lastProbe <= healthDue
+        }
+        for node in due { if let i = index(node.name) { nodes[i].lastProbe = now } }
         let results = await withTaskGroup(of: (String, Result<Control.NodeInfo, any Error>).self) { group in
             for node in due {
                 group.addTask { [client, probeTimeout, identity] in
-                    if let identity, let problem = await Self.checkCertificate(of: node, identity, timeout: probeTimeout) {
+                    // a node online over TLS is verified by each request; the certificate is read to explain a failure
+                    if let identity, node.state != .online, node.state != .busy,
+                       let problem = await Self.checkCertificate(of: node, identity, timeout: probeTimeout) {
                         return (node.name, .failure(RemoteWorker.Failure(problem)))
                     }
                     return (node.name, await Self.probe(node.url, client: client, timeout: probeTimeout))
@@ -136,7 +156,7 @@ public actor NodeInventory {
         }
         for (name, result) in results {
             switch result {
-            case .success(let info): succeeded(name, samples: info.samples, testSamples: info.testSamples)
+            case .success(let info): succeeded(name, busy: info.state == "training", samples: info.samples, testSamples: info.testSamples, info: info)
             case .failure(let error): failed(name, RemoteWorker.describe(error))
             }
         }

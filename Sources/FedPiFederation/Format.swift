@@ -58,16 +58,7 @@ public enum ProcessMemory {
     /// /proc/self/status, which starts afresh at exec; getrusage's ru_maxrss would include the peak of
     /// the parent the process was forked from (a test runner, a shell script's Python).
     public static var peakResidentBytes: Int {
-        #if os(Linux)
-        if let f = fopen("/proc/self/status", "r") {
-            defer { fclose(f) }
-            var line = [CChar](repeating: 0, count: 256)
-            while fgets(&line, Int32(line.count), f) != nil {
-                let text = String(cString: line)
-                if text.hasPrefix("VmHWM:"), let kb = Int(text.dropFirst(6).filter(\.isNumber)) { return kb * 1024 }
-            }
-        }
-        #endif
+        if let bytes = status("VmHWM:") { return bytes }
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         #if os(Linux)
@@ -75,6 +66,23 @@ public enum ProcessMemory {
         #else
         return Int(usage.ru_maxrss)
         #endif
+    }
+
+    /// Resident set size now, in bytes (VmRSS; 0 where /proc is missing).
+    public static var residentBytes: Int { status("VmRSS:") ?? 0 }
+
+    /// A size in kB from /proc/self/status, in bytes.
+    static func status(_ key: String) -> Int? {
+        #if os(Linux)
+        guard let f = fopen("/proc/self/status", "r") else { return nil }
+        defer { fclose(f) }
+        var line = [CChar](repeating: 0, count: 256)
+        while fgets(&line, Int32(line.count), f) != nil {
+            let text = String(cString: line)
+            if text.hasPrefix(key), let kb = Int(text.dropFirst(key.count).filter(\.isNumber)) { return kb * 1024 }
+        }
+        #endif
+        return nil
     }
 
     /// CPU time this process has used (user + system), seconds.

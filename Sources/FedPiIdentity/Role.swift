@@ -6,4 +6,7 @@ public enum Role: String, Sendable, CaseIterable {
     case aggregator
     /// Monitoring (Prometheus, dashboards): reads health, node info and metrics only.
     case observer
+    /// An operator: reads what observers read and uses the aggregator's controls (pause, resume, add
+    /// rounds). Workers treat it like an observer.
+    case admin
 }

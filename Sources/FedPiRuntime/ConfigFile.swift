@@ -113,3 +113,20 @@ public final class ConfigFile {
         }
     }
 }
+
+/// Where a daemon listens.
+public enum ListenAddress {
+    /// "HOST:PORT" or ":PORT" (all interfaces) or "PORT" (loopback).
+    public static func parse(_ text: String, path: String) throws(ConfigError) -> (host: String, port: Int) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        let host = parts.count == 2 ? (parts[0].isEmpty ? "0.0.0.0" : String(parts[0])) : "127.0.0.1"
+        guard parts.count <= 2, let port = Int(parts.last ?? ""), (0...65535).contains(port) else {
+            throw ConfigError("\(path): listen address \(text) is not HOST:PORT (e.g. 0.0.0.0:8470)")
+        }
+        return (host, port)
+    }
+
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+}

@@ -1,4 +1,5 @@
 import CSystemd
+import ServiceLifecycle
 
 #if canImport(Glibc)
 import Glibc
@@ -43,6 +44,30 @@ public struct SystemdNotifier: Sendable {
         while !Task.isCancelled {
             if await healthy() { send("WATCHDOG=1") }
             try? await Task.sleep(for: period)
+        }
+    }
+}
+
+/// Pings the systemd watchdog while the daemon is healthy and says STOPPING=1 when a graceful shutdown
+/// (SIGTERM) begins.
+public struct WatchdogService: Service {
+    let notifier: SystemdNotifier
+    let healthy: @Sendable () async -> Bool
+
+    public init(notifier: SystemdNotifier, healthy: @escaping @Sendable () async -> Bool) {
+        self.notifier = notifier
+        self.healthy = healthy
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            _ = try? await cancelWhenGracefulShutdown {
+                await notifier.runWatchdog(healthy: healthy)
+                // no watchdog configured: wait for the shutdown
+                try await Task.sleep(for: .seconds(100_000_000))
+            }
+        } onGracefulShutdown: {
+            notifier.stopping()
         }
     }
 }

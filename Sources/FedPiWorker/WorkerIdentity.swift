@@ -1,3 +1,4 @@
+import FedPiHTTP
 import FedPiIdentity
 import FedPiRuntime
 import FedPiWire
@@ -76,28 +77,10 @@ public final class WorkerIdentity: Sendable {
     }
 
     static let readOnlyPaths: Set<String> = ["/v1/health", "/v1/node", "/metrics"]
-
-    /// The certificate the client presented on this connection.
-    static func peer(of channel: any Channel) async -> CertificateSummary? {
-        let certificate = try? await channel.eventLoop.submit {
-            try channel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate
-        }.get()
-        guard let certificate = certificate ?? nil else { return nil }
-        return try? CertificateSummary(certificate)
-    }
 }
 
-/// The worker's request context: Hummingbird's, plus the connection, whose TLS handler holds the
-/// client's certificate.
-public struct WorkerContext: RequestContext {
-    public var coreContext: CoreRequestContextStorage
-    public let channel: any Channel
-
-    public init(source: ApplicationRequestContextSource) {
-        coreContext = .init(source: source)
-        channel = source.channel
-    }
-}
+/// The worker's request context: the connection's client certificate is read from it.
+public typealias WorkerContext = FleetRequestContext
 
 /// Refuses requests whose client certificate may not make them (403 with the reason).
 struct AccessMiddleware: RouterMiddleware {
@@ -105,40 +88,11 @@ struct AccessMiddleware: RouterMiddleware {
     let logger: Logger
 
     func handle(_ request: Request, context: WorkerContext, next: (Request, WorkerContext) async throws -> Response) async throws -> Response {
-        let peer = await WorkerIdentity.peer(of: context.channel)
+        let peer = await context.peerCertificate()
         if let reason = identity.refusal(peer: peer, method: request.method, path: request.uri.path) {
             logger.warning("refused \(request.method.rawValue) \(request.uri.path.prefix(100)): \(reason)")
-            return WorkerService.json(Control.Message(state: "forbidden", message: reason), status: .forbidden)
+            return JSONResponse.make(Control.Message(state: "forbidden", message: reason), status: .forbidden)
         }
         return try await next(request, context)
-    }
-}
-
-/// HTTP/1.1 inside TLS whose context is read per connection, so a reloaded certificate takes effect
-/// for the next connection without restarting the server.
-struct FleetTLSChannel: ServerChildChannel, HTTPChannelHandler {
-    typealias Value = HTTP1Channel.Value
-    let base: HTTP1Channel
-    let identity: WorkerIdentity
-
-    var responder: HTTPChannelHandler.Responder { base.responder }
-
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        let context = identity.context
-        return channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
-        }.flatMap {
-            base.setup(channel: channel, logger: logger)
-        }
-    }
-
-    func handle(value: Value, logger: Logger) async {
-        await base.handle(value: value, logger: logger)
-    }
-
-    static func builder(_ identity: WorkerIdentity, configuration: HTTP1Channel.Configuration) -> HTTPServerBuilder {
-        HTTPServerBuilder { responder in
-            FleetTLSChannel(base: HTTP1Channel(responder: responder, configuration: configuration), identity: identity)
-        }
     }
 }

@@ -1,6 +1,7 @@
 import FedPiData
 import FedPiEngine
 import FedPiFederation
+import FedPiHTTP
 import FedPiIdentity
 import FedPiRuntime
 import FedPiWire
@@ -38,6 +39,7 @@ public final class WorkerService: Sendable {
     public let identity: WorkerIdentity?
     /// The deny-list as it is now (re-read on SIGHUP with the certificates).
     let currentDeny: @Sendable () throws -> Set<String>
+    let metrics = WorkerMetrics()
 
     /// Loads the data shard (this node's samples, kept in a file in the state directory) and the
     /// finished-update store.
@@ -186,7 +188,7 @@ public final class WorkerService: Sendable {
         }
         router.get("metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: .init(byteBuffer: ByteBuffer(string: self.metrics())))
+                     body: .init(byteBuffer: ByteBuffer(bytes: self.metrics.scrape(self.runner))))
         }
         return router
     }
@@ -210,18 +212,9 @@ public final class WorkerService: Sendable {
         layout.reduce(0) { $0 + $1.count } * 4 + (256 << 10)
     }
 
-    /// The request body, or nil when it is larger than `maxBodyBytes`: refused by its declared length
-    /// before anything is read, or as soon as a chunked body passes the bound. The chunks are copied
-    /// once into the result and released as they go, so the body is never held twice.
+    /// The request body, or nil when it is larger than `maxBodyBytes` (held once, refused early).
     func body(of request: Request) async throws -> [UInt8]? {
-        if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > maxBodyBytes { return nil }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(min(maxBodyBytes, request.headers[.contentLength].flatMap { Int($0) } ?? 1 << 20))
-        for try await chunk in request.body {
-            guard bytes.count + chunk.readableBytes <= maxBodyBytes else { return nil }
-            chunk.withUnsafeReadableBytes { bytes.append(contentsOf: $0) }
-        }
-        return bytes
+        try await JSONResponse.body(of: request, limit: maxBodyBytes)
     }
 
     func tooLarge(round: Int?) -> Response {
@@ -229,41 +222,8 @@ public final class WorkerService: Sendable {
              status: .contentTooLarge, headers: [.connection: "close"])
     }
 
-    func metrics() -> String {
-        let s = runner.snapshot, t = runner.totals, h = BoardHealth.read()
-        var lines = [
-            "# HELP fedpi_worker_rounds_trained_total Rounds this process finished training.",
-            "# TYPE fedpi_worker_rounds_trained_total counter", "fedpi_worker_rounds_trained_total \(t.rounds)",
-            "# HELP fedpi_worker_samples_trained_total Samples trained on by this process.",
-            "# TYPE fedpi_worker_samples_trained_total counter", "fedpi_worker_samples_trained_total \(t.samples)",
-            "# HELP fedpi_worker_updates_served_total Updates sent to an aggregator.",
-            "# TYPE fedpi_worker_updates_served_total counter", "fedpi_worker_updates_served_total \(t.served)",
-            "# HELP fedpi_worker_round The round of the current task (-1: none).",
-            "# TYPE fedpi_worker_round gauge", "fedpi_worker_round \(s.round ?? -1)",
-            "# HELP fedpi_worker_state 1 for the task's current state.", "# TYPE fedpi_worker_state gauge",
-        ]
-        for p in [TaskRunner.Phase.idle, .training, .done, .failed, .cancelled] {
-            lines.append("fedpi_worker_state{state=\"\(p.rawValue)\"} \(p == s.phase ? 1 : 0)")
-        }
-        if let r = h.residentBytes {
-            lines += ["# TYPE process_resident_memory_bytes gauge", "process_resident_memory_bytes \(r)"]
-        }
-        return lines.joined(separator: "\n") + "\n"
-    }
-
     func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]) -> Response {
-        WorkerService.json(value, status: status, headers: extra)
-    }
-
-    /// A JSON answer: snake_case keys, sorted.
-    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]) -> Response {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
-        var headers: HTTPFields = [.contentType: "application/json"]
-        headers.append(contentsOf: extra)
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        JSONResponse.make(value, status: status, headers: extra)
     }
 
     /// One line for `systemctl status`: what the worker is doing now, and a certificate about to expire.
@@ -319,7 +279,7 @@ public final class WorkerService: Sendable {
         // is closed; one whose request is being answered (a collect's long poll) is not
         let http = HTTP1Channel.Configuration(idleTimeout: .seconds(30))
         if let identity {
-            server = FleetTLSChannel.builder(identity, configuration: http)
+            server = FleetTLSChannel.builder(configuration: http) { identity.context }
             services.append(ReloadService(identity: identity, deny: currentDeny, notifier: notifier, logger: logger) {
                 notifier.status(self.statusLine(self.runner.snapshot))
             })
@@ -344,25 +304,6 @@ public final class WorkerService: Sendable {
             },
             logger: logger)
         try await app.runService()
-    }
-}
-
-/// Pings the systemd watchdog while the worker is healthy and says STOPPING=1 when a graceful shutdown
-/// (SIGTERM) begins.
-struct WatchdogService: Service {
-    let notifier: SystemdNotifier
-    let healthy: @Sendable () async -> Bool
-
-    func run() async throws {
-        await withGracefulShutdownHandler {
-            _ = try? await cancelWhenGracefulShutdown {
-                await notifier.runWatchdog(healthy: healthy)
-                // no watchdog configured: wait for the shutdown
-                try await Task.sleep(for: .seconds(100_000_000))
-            }
-        } onGracefulShutdown: {
-            notifier.stopping()
-        }
     }
 }
 

@@ -92,9 +92,7 @@ public struct WorkerSettings: Sendable {
     }
 
     /// Whether `host` only reaches this machine.
-    public static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
-    }
+    public static func isLoopback(_ host: String) -> Bool { ListenAddress.isLoopback(host) }
 
     /// Secure by default: plain HTTP only on loopback unless `insecure` is set.
     public func checkExposure(tls: Bool) throws(ConfigError) {
@@ -109,12 +107,7 @@ public struct WorkerSettings: Sendable {
 
     /// "HOST:PORT" or ":PORT" (all interfaces) or "PORT" (loopback).
     public static func parseListen(_ text: String, path: String = "--listen") throws(ConfigError) -> (String, Int) {
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        let host = parts.count == 2 ? (parts[0].isEmpty ? "0.0.0.0" : String(parts[0])) : "127.0.0.1"
-        guard parts.count <= 2, let port = Int(parts.last ?? ""), (0...65535).contains(port) else {
-            throw ConfigError("\(path): listen address \(text) is not HOST:PORT (e.g. 0.0.0.0:8470)")
-        }
-        return (host, port)
+        try ListenAddress.parse(text, path: path)
     }
 
     /// This node's share of a training set with these labels, as ascending sample indices.

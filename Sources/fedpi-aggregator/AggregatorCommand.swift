@@ -1,7 +1,6 @@
 import ArgumentParser
 import FedPiAggregator
 import FedPiRuntime
-import Dispatch
 import Foundation
 import Logging
 
@@ -52,17 +51,8 @@ struct AggregatorCommand: AsyncParsableCommand {
             fleet.rounds = rounds
         }
         let logger = Logger(label: "fedpi-aggregator")
-        // SIGTERM (systemctl stop): say so to systemd and leave; every completed round is already
-        // checkpointed atomically, so the next start resumes after it
-        signal(SIGTERM, SIG_IGN)
-        let sigterm = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
-        sigterm.setEventHandler {
-            SystemdNotifier().stopping()
-            logger.info("stopping on SIGTERM; a restart resumes after the last completed round")
-            Foundation.exit(0)
-        }
-        sigterm.resume()
-        defer { sigterm.cancel() }
+        // SIGTERM (systemctl stop) is a graceful shutdown: the round runner stops between steps, every
+        // completed round is already checkpointed, and the next start resumes after it
         // stdout carries the table; flush each line so a pipe or file sees rounds as they finish
         try await Aggregator(config: fleet, logger: logger).run(save: save) { line in
             print(line)
