@@ -133,6 +133,7 @@ let package = Package(
                 "FedPiWorker", "FedPiTesting", "FedPiIdentity", "FedPiRuntime",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]),
+        .testTarget(name: "FedPiPredictTests", dependencies: ["FedPiPredict", "FedPiEngine"]),
         .testTarget(name: "FedPiRuntimeTests", dependencies: ["FedPiRuntime", "FedPiTesting"]),
         .testTarget(
             name: "FedPiIdentityTests",

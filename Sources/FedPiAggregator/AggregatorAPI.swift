@@ -94,8 +94,8 @@ public struct AggregatorAPI: Sendable {
         }
         router.get("api/v1/fleet") { _, _ in JSONResponse.make(await self.fleet()) }
         router.get("api/v1/rounds") { request, _ in
-            let limit = request.uri.queryParameters.get("limit").flatMap { Int(String($0)) } ?? 10_000
-            guard (1...10_000).contains(limit) else { return self.problem("limit must be 1...10000", .badRequest) }
+            let text = request.uri.queryParameters.get("limit").map { String($0) }
+            guard let limit = text.map({ Int($0) }) ?? 10_000, (1...10_000).contains(limit) else { return self.problem("limit must be 1...10000", .badRequest) }
             return try await self.rows { try self.history.rows(limit: limit) }
         }
         router.get("api/v1/rounds/:round") { _, context in

@@ -138,3 +138,31 @@ public struct Prediction: Sendable, Equatable, Encodable {
         predictedClass = p.indices.max { p[$0] < p[$1] } ?? 0
     }
 }
+
+/// Encoded images from pixels (stb_image_write): for exporting data sets and for tests.
+public enum ImageOutput {
+    public enum Format: Sendable { case png, jpeg(quality: Int) }
+
+    /// `pixels` is row-major, `channels` (1 gray, 3 RGB, 4 RGBA) bytes per pixel.
+    public static func encode(_ pixels: [UInt8], width: Int, height: Int, channels: Int = 1, as format: Format = .png) -> [UInt8] {
+        precondition(pixels.count == width * height * channels, "pixels do not match \(width)x\(height)x\(channels)")
+        let sink = ImageSink()
+        let context = Unmanaged.passUnretained(sink).toOpaque()
+        _ = pixels.withUnsafeBytes { p in
+            switch format {
+            case .png: stbi_write_png_to_func(collect, context, Int32(width), Int32(height), Int32(channels), p.baseAddress, Int32(width * channels))
+            case .jpeg(let q): stbi_write_jpg_to_func(collect, context, Int32(width), Int32(height), Int32(channels), p.baseAddress, Int32(q))
+            }
+        }
+        return withExtendedLifetime(sink) { sink.bytes }
+    }
+}
+
+private final class ImageSink { var bytes: [UInt8] = [] }
+
+/// stb_image_write's output callback: appends to the `ImageSink` behind `context`.
+private func collect(_ context: UnsafeMutableRawPointer?, _ data: UnsafeMutableRawPointer?, _ size: Int32) {
+    guard let context, let data, size > 0 else { return }
+    Unmanaged<ImageSink>.fromOpaque(context).takeUnretainedValue().bytes.append(
+        contentsOf: UnsafeRawBufferPointer(start: data, count: Int(size)))
+}

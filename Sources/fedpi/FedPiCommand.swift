@@ -6,12 +6,12 @@ struct FedPiCommand: AsyncParsableCommand {
         commandName: "fedpi",
         abstract: "FedPi: federated learning for fleets of small Linux boards.",
         discussion: """
-            Train a model on MNIST-format data on this machine, look at a data set, inspect and convert model files, \
+            Train a model on MNIST-format data on this machine, classify images with a model, look at a data set, inspect and convert model files, \
             or time the engine's sparse backward passes (sparse-bench).
             Data sets are folders of IDX files (raw or .gz), e.g. Fashion-MNIST from the Debian package
             dataset-fashion-mnist in /usr/share/datasets/fashion-mnist (the default).
             """,
-        subcommands: [Train.self, Simulate.self, DataCommand.self, ModelCommand.self, CertsCommand.self, BenchSparse.self])
+        subcommands: [Train.self, Simulate.self, Predict.self, DataCommand.self, ModelCommand.self, CertsCommand.self, BenchSparse.self])
 }
 
 struct DataCommand: ParsableCommand {
