@@ -87,7 +87,7 @@ public struct AggregatorAPI: Sendable {
 
     public func router() -> Router<FleetRequestContext> {
         let router = Router(context: FleetRequestContext.self)
-        if let roles = config.tls.map({ _ in AccessRules() }) { router.add(middleware: AccessMiddleware(rules: roles, logger: logger)) }
+        if config.tls != nil { router.add(middleware: AccessMiddleware(rules: AccessRules(deny: config.deny), logger: logger)) }
         router.get("/") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-cache"],
                      body: .init(byteBuffer: ByteBuffer(string: Dashboard.html)))
@@ -191,10 +191,14 @@ final class Predictor: Sendable {
 
 /// Who may do what on the aggregator's API under mutual TLS.
 struct AccessRules: Sendable {
+    /// Fingerprints of revoked certificates (`[tls] deny`).
+    let deny: Set<String>
+
     /// nil: allowed; otherwise the reason for a 403.
     func refusal(peer: CertificateSummary?, method: HTTPRequest.Method, path: String) -> String? {
         guard let peer else { return "no client certificate" }
         let who = "\(peer.name ?? "?") (\(peer.role?.rawValue ?? "no role"))"
+        if deny.contains(peer.fingerprint) { return "the certificate of \(who) is revoked ([tls] deny)" }
         switch peer.role {
         case .admin?, .aggregator?: return nil
         case .observer?:

@@ -181,6 +181,8 @@ public final class Federation: @unchecked Sendable {
                 var pending = Set(chosen.map(\.node))
                 while !pending.isEmpty, let next = await group.next() {
                     guard let (node, result, seconds) = next else {
+                        // stopping (the caller drops this round) is not a deadline
+                        if Task.isCancelled { break }
                         for node in chosen.map(\.node) where pending.contains(node) {
                             settle(node, .failure(RoundDeadline(seconds: roundTimeout.map(Federation.seconds) ?? 0)), 0)
                         }

@@ -15,7 +15,7 @@ struct CertsCommand: ParsableCommand {
               fedpi certs request --name pi-1 --out /etc/fedpi/tls          (on the board)
               fedpi certs sign --ca fleet-ca --role worker pi-1.csr          (on the CA's machine)
             A certificate's common name and DNS name are the node name; its role (worker, aggregator,
-            observer) is the URI SAN fedpi:role/ROLE. Keys are P-256, written with mode 0600.
+            observer, admin) is the URI SAN fedpi:role/ROLE. Keys are P-256, written with mode 0600.
             """,
         subcommands: [InitCA.self, Issue.self, Request.self, Sign.self, Inspect.self])
 }
@@ -56,7 +56,7 @@ extension CertsCommand {
         @Option(help: ArgumentHelp("The CA folder (from certs init).", valueName: "dir"))
         var ca: String
 
-        @Option(help: ArgumentHelp("worker, aggregator or observer.", valueName: "role"))
+        @Option(help: ArgumentHelp("worker, aggregator, observer or admin.", valueName: "role"))
         var role: String
 
         @Option(help: ArgumentHelp("Node name: the name in fleet.toml (letters, digits, hyphens).", valueName: "name"))
@@ -120,7 +120,7 @@ extension CertsCommand {
         @Option(help: ArgumentHelp("The CA folder.", valueName: "dir"))
         var ca: String
 
-        @Option(help: ArgumentHelp("worker, aggregator or observer.", valueName: "role"))
+        @Option(help: ArgumentHelp("worker, aggregator, observer or admin.", valueName: "role"))
         var role: String
 
         @Option(help: ArgumentHelp("Node name, if not the request's.", valueName: "name"))

@@ -38,8 +38,18 @@ final class FleetConfigTests: XCTestCase {
             test_data = "/data"
             test_limit = 500
             seed = 9
+            listen = ":9000"
+            insecure = true
+            keep_serving = true
+            class_names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]
 
             """ + nodes)
+        XCTAssertEqual(c.listen?.host, "0.0.0.0")
+        XCTAssertEqual(c.listen?.port, 9000)
+        XCTAssertTrue(c.keepServing)
+        XCTAssertEqual(c.classNames.last, "j")
+        XCTAssertEqual(try FleetConfig(text: nodes).listen?.port, 8480, "the API is on by default, on loopback")
+        XCTAssertNil(try FleetConfig(text: "listen = \"off\"\n" + nodes).listen)
         XCTAssertEqual(c.model, "mnist-mlp")
         XCTAssertEqual(c.rounds, 7)
         XCTAssertEqual(c.nodes, [.init(name: "pi-1", url: "http://10.0.0.11:8470"), .init(name: "pi-2", url: "http://10.0.0.12:8470")])
@@ -68,6 +78,9 @@ final class FleetConfigTests: XCTestCase {
             ("[[nodes]]\nname = \"a\"\nurl = \"ftp://x\"\n", "needs a url"),
             ("[[nodes]]\nname = \"a\"\nurl = \"http://x:1\"\nport = 3\n", "unknown key nodes[1].port"),
             ("rounds = = 3\n", "fleet.toml: line 1"),
+            ("listen = \"0.0.0.0:8480\"\n" + nodes, "refusing to serve the API over plain HTTP"),
+            ("listen = \"127.0.0.1:99999\"\n" + nodes, "listen address"),
+            ("class_names = [\"a\"]\n" + nodes, "class_names needs 10 names"),
         ]
         for (text, expected) in cases {
             XCTAssertThrowsError(try FleetConfig(text: text), expected) { error in

@@ -131,6 +131,7 @@ final class FleetHarness {
             max_backoff = 1
             \(centralTest ? "test_data = \"\(IDXFixtures.fashionMNIST)\"\ntest_limit = \(testLimit)" : "")
             state_dir = "\(stateDir)"
+            listen = "127.0.0.1:0"
             \(extra)
 
             """
@@ -146,7 +147,9 @@ final class FleetHarness {
 
     func startAggregator() throws {
         aggregatorRuns += 1
-        aggregator = try launch("fedpi-aggregator", ["--config", dir + "/fleet.toml"], log: "aggregator-\(aggregatorRuns).log")
+        try? FileManager.default.removeItem(atPath: dir + "/api.port")
+        aggregator = try launch("fedpi-aggregator", ["--config", dir + "/fleet.toml", "--port-file", dir + "/api.port"],
+                                log: "aggregator-\(aggregatorRuns).log")
     }
 
     func aggregatorLog(_ run: Int? = nil) -> String {

@@ -53,6 +53,29 @@ final class FleetTests: XCTestCase {
         XCTAssertTrue(fleet.aggregatorLog().contains("round 3: update from w2 accepted"))
     }
 
+    /// SIGTERM mid-round: the aggregator exits 0 within seconds, records nothing for the round it
+    /// dropped, and after a restart collects that round from the updates the workers kept (none of
+    /// them trains it twice).
+    func testSIGTERMIsGracefulAndTheRoundInProgressIsCollectedAfterTheRestart() throws {
+        try startThree()
+        try fleet.writeFleet(rounds: 3, minNodes: 3, extra: "local_epochs = 4")
+        try fleet.startAggregator()
+        try fleet.waitFor("round 2 dispatch", timeout: 120) { fleet.aggregatorLog().contains("round 2: dispatching") }
+        Thread.sleep(forTimeInterval: 0.3)
+        let stopped = Date()
+        kill(fleet.aggregator!.processIdentifier, SIGTERM)
+        XCTAssertEqual(try fleet.waitForAggregator(timeout: 15), 0, fleet.aggregatorLog())
+        XCTAssertLessThan(Date().timeIntervalSince(stopped), 10)
+        XCTAssertTrue(fleet.aggregatorLog().contains("stopped on SIGTERM after round 1"), fleet.aggregatorLog())
+        XCTAssertEqual(completed(try fleet.history()), [0, 1], "the dropped round is not recorded")
+        try fleet.startAggregator()
+        XCTAssertEqual(try fleet.waitForAggregator(timeout: 240), 0, fleet.aggregatorLog())
+        XCTAssertEqual(completed(try fleet.history()), [0, 1, 2, 3])
+        for w in ["w1", "w2", "w3"] {
+            XCTAssertEqual(fleet.log(w).components(separatedBy: "round 2: update ready").count - 1, 1, "\(w) trained round 2 once:\n\(fleet.log(w))")
+        }
+    }
+
     func testKilledWorkerDoesNotStallTheRoundAndRejoinsAfterRestart() throws {
         try startThree()
         try fleet.writeFleet(rounds: 4, minNodes: 2, roundTimeout: 120, grace: 2)
