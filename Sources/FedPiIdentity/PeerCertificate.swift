@@ -20,7 +20,13 @@ public enum PeerCertificate {
                     try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(tls: tls, done: done))
                 }
             }
-        let channel = try await bootstrap.connect(host: host, port: port).get()
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: host, port: port).get()
+        } catch {
+            done.fail(error)  // a promise must be completed, even when nothing connected
+            throw error
+        }
         let timer = channel.eventLoop.scheduleTask(in: timeout) { done.fail(IdentityError("no TLS handshake within \(timeout.nanoseconds / 1_000_000_000) s")) }
         defer {
             timer.cancel()
