@@ -28,11 +28,13 @@ train: build-fedpi
 	.build/release/fedpi train --data $(DATA) --model mnist-cnn --epochs 1 --batch-size 64 --lr 0.01
 
 # The Swift suite (XCTest; the Swift Testing runner is off so the log holds XCTest's summary), the
-# Python interop check (safetensors + numpy from PyPI into .build/pyenv), the packaging lint
+# Python interop check (safetensors + numpy from PyPI into .build/pyenv), the dashboard in chromium
+# with selenium and promtool on /metrics (Debian's chromium, prometheus; selenium from PyPI), the packaging lint
 # (hadolint, shellcheck, systemd-analyze verify) and the units in a real systemd (systemd-nspawn).
 test: deps
 	$(SWIFT) test --disable-swift-testing
 	./scripts/interop.sh
+	./scripts/dashboard-test.sh
 	./scripts/lint.sh
 	./scripts/systemd-test.sh
 

@@ -55,7 +55,11 @@ let package = Package(
             providers: [.apt(["libsystemd-dev"])]),
         .target(name: "FedPiEngine", dependencies: ["CBLAS", "CKernels"], swiftSettings: optimized),
         .target(name: "FedPiWire", dependencies: ["FedPiEngine", "CHalf", "CZlib"], swiftSettings: optimized),
-        .target(name: "FedPiFederation", dependencies: ["FedPiEngine", "FedPiWire"], swiftSettings: optimized),
+        // A node's local training (what the worker runs), the training config it receives, and the small
+        // formatting and process helpers every binary shares.
+        .target(name: "FedPiTraining", dependencies: ["FedPiEngine", "FedPiWire"], swiftSettings: optimized),
+        // The round logic and the strategies: the aggregator and `fedpi simulate`, not the worker.
+        .target(name: "FedPiFederation", dependencies: ["FedPiEngine", "FedPiWire", "FedPiTraining"], swiftSettings: optimized),
         .target(name: "FedPiData", dependencies: ["CZlib", "FedPiEngine"], swiftSettings: optimized),
         // Class probabilities for one image (PNG/JPEG or raw pixels): `fedpi predict` and the aggregator's API.
         .target(name: "FedPiPredict", dependencies: ["CStb", "FedPiEngine"], swiftSettings: optimized),
@@ -84,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "fedpi",
             dependencies: [
-                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation", "FedPiIdentity", "FedPiPredict",
+                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation", "FedPiTraining", "FedPiIdentity", "FedPiPredict",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(
@@ -97,7 +101,7 @@ let package = Package(
         .target(
             name: "FedPiWorker",
             dependencies: [
-                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation",
+                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiTraining",
                 "FedPiRuntime", "FedPiIdentity", "FedPiHTTP", .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -107,7 +111,7 @@ let package = Package(
         .target(
             name: "FedPiAggregator",
             dependencies: [
-                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation", "FedPiPredict",
+                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation", "FedPiTraining", "FedPiPredict",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"), "FedPiRuntime", "FedPiIdentity", "FedPiHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -125,12 +129,12 @@ let package = Package(
         .target(name: "FedPiTesting", dependencies: ["FedPiData", "CZlib"], path: "Tests/FedPiTesting"),
         .testTarget(name: "FedPiEngineTests", dependencies: ["FedPiEngine", "FedPiData", "FedPiTesting", "CKernels"]),
         .testTarget(name: "FedPiWireTests", dependencies: ["FedPiWire", "CHalf", "FedPiTesting"]),
-        .testTarget(name: "FedPiFederationTests", dependencies: ["FedPiFederation", "FedPiData", "FedPiTesting"]),
+        .testTarget(name: "FedPiFederationTests", dependencies: ["FedPiFederation", "FedPiTraining", "FedPiData", "FedPiTesting"]),
         .testTarget(name: "FedPiDataTests", dependencies: ["FedPiData", "FedPiWire", "FedPiTesting"]),
         .testTarget(
             name: "FedPiWorkerTests",
             dependencies: [
-                "FedPiWorker", "FedPiTesting", "FedPiIdentity", "FedPiRuntime",
+                "FedPiWorker", "FedPiTraining", "FedPiTesting", "FedPiIdentity", "FedPiRuntime",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]),
         .testTarget(name: "FedPiPredictTests", dependencies: ["FedPiPredict", "FedPiEngine"]),
@@ -141,14 +145,15 @@ let package = Package(
         .testTarget(
             name: "FedPiAggregatorTests",
             dependencies: [
-                "FedPiAggregator", "FedPiTesting", "FedPiPredict", .product(name: "Logging", package: "swift-log"),
+                "FedPiAggregator", "FedPiFederation", "FedPiTraining", "FedPiTesting", "FedPiPredict",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]),
         .testTarget(
             name: "FedPiSystemTests",
             dependencies: [
                 "fedpi-worker", "fedpi-aggregator", "FedPiAggregator", "FedPiWire", "FedPiData", "FedPiTesting", "FedPiIdentity",
-                "FedPiFederation", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                "FedPiFederation", "FedPiTraining", .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
         .testTarget(name: "fedpiTests", dependencies: ["fedpi", "FedPiTesting"]),

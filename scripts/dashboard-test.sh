@@ -64,7 +64,7 @@ for i in 1 2 3; do wait_file "$WORK/worker-$i.port"; done
 } >"$WORK/fleet.toml"
 "$BIN/fedpi-aggregator" --config "$WORK/fleet.toml" --port-file "$WORK/api.port" >"$WORK/rounds.txt" 2>"$WORK/aggregator.log" &
 agg=$!
-pids+=($agg)
+pids+=("$agg")
 wait_file "$WORK/api.port"
 base="http://127.0.0.1:$(cat "$WORK/api.port")"
 echo "dashboard at $base/ (screenshots in $WORK)"

@@ -4,7 +4,7 @@
 # round, saves the final model, then stops everything. The fleet speaks mutual TLS with a throwaway
 # CA made in $WORK/tls (TLS=0: plain HTTP on loopback).
 #   ROUNDS=10  DATA=/usr/share/datasets/fashion-mnist  LIMIT=  (samples per worker; empty: all)
-#   MODEL=mnist-cnn  ENCODING=f16  WORK=.build/demo  BIN=.build/debug  WORKER_BIN=$BIN  TLS=1
+#   MODEL=mnist-cnn  ENCODING=f16  WORK=.build/demo  BIN=.build/debug  WORKER_BIN=$BIN  TLS=1  API_PORT=8480
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.build/debug}
@@ -16,6 +16,7 @@ ENCODING=${ENCODING:-f16}
 WORK=${WORK:-.build/demo}
 LIMIT=${LIMIT:-}
 TLS=${TLS:-1}
+API_PORT=${API_PORT:-8480}
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -34,6 +35,7 @@ if [ "$TLS" = 1 ]; then
   scheme=https
   "$BIN/fedpi" certs init --dir "$WORK/tls/ca" --name "FedPi demo CA" --days 30 >/dev/null
   "$BIN/fedpi" certs issue --ca "$WORK/tls/ca" --role aggregator --name aggregator --days 30 --out "$WORK/tls" >/dev/null
+  "$BIN/fedpi" certs issue --ca "$WORK/tls/ca" --role admin --name operator --days 30 --out "$WORK/tls" >/dev/null
   for i in 1 2 3; do
     "$BIN/fedpi" certs issue --ca "$WORK/tls/ca" --role worker --name "worker-$i" --ip 127.0.0.1 --days 30 --out "$WORK/tls" >/dev/null
   done
@@ -65,6 +67,7 @@ done
   echo "encoding = \"$ENCODING\""
   echo "test_data = \"$DATA\""
   echo "state_dir = \"$WORK/aggregator\""
+  echo "listen = \"127.0.0.1:$API_PORT\""
   if [ "$TLS" = 1 ]; then
     printf '[tls]\ncert = "%s"\nkey = "%s"\nca = "%s"\n' "$WORK/tls/aggregator.crt" "$WORK/tls/aggregator.key" "$WORK/tls/ca.crt"
   fi
@@ -74,6 +77,13 @@ done
 } >"$WORK/fleet.toml"
 
 echo "3 workers on loopback (classes ${splits[*]}), $ROUNDS rounds, $( [ "$TLS" = 1 ] && echo "mutual TLS (throwaway CA in $WORK/tls)" || echo "plain HTTP"); logs in $WORK/*.log"
+if [ "$TLS" = 1 ]; then
+  echo "dashboard and API: https://127.0.0.1:$API_PORT/ with a client certificate, e.g."
+  echo "  curl --cacert $WORK/tls/ca.crt --cert $WORK/tls/operator.crt --key $WORK/tls/operator.key --resolve aggregator:$API_PORT:127.0.0.1 https://aggregator:$API_PORT/api/v1/fleet"
+  echo "  (TLS=0 make run serves it as plain HTTP on loopback, for a browser without the certificate)"
+else
+  echo "dashboard: http://127.0.0.1:$API_PORT/"
+fi
 "$BIN/fedpi-aggregator" --config "$WORK/fleet.toml" --save "$WORK/final.safetensors" 2>"$WORK/aggregator.log"
 for i in 1 2 3; do echo "worker-$i peak memory: $(peak "${pids[$((i - 1))]}"), CPU: $(cpu "${pids[$((i - 1))]}")"; done
 echo "aggregator peak memory: $(grep -o "peak_memory=[0-9.]* MiB" "$WORK/aggregator.log" | cut -d= -f2), CPU: $(grep -o "cpu_seconds=[0-9.]*" "$WORK/aggregator.log" | cut -d= -f2) s"

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import FedPiData
 import FedPiEngine
 import FedPiFederation
+import FedPiTraining
 import FedPiHTTP
 import FedPiIdentity
 import FedPiRuntime

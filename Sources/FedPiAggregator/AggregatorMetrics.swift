@@ -1,4 +1,5 @@
 import FedPiFederation
+import FedPiTraining
 import FedPiRuntime
 import Prometheus
 import Synchronization

@@ -1,5 +1,6 @@
 import FedPiEngine
 import FedPiFederation
+import FedPiTraining
 import FedPiIdentity
 import FedPiRuntime
 import FedPiWire

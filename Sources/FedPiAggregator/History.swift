@@ -1,4 +1,5 @@
 import FedPiFederation
+import FedPiTraining
 import Foundation
 import GRDB
 import Logging

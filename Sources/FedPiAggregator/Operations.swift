@@ -1,5 +1,6 @@
 import FedPiEngine
 import FedPiFederation
+import FedPiTraining
 import FedPiRuntime
 import FedPiWire
 import Foundation

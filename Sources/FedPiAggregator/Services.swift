@@ -1,6 +1,7 @@
 import FedPiData
 import FedPiEngine
 import FedPiFederation
+import FedPiTraining
 import FedPiRuntime
 import FedPiWire
 import Foundation

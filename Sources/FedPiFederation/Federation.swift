@@ -1,4 +1,5 @@
 import FedPiEngine
+import FedPiTraining
 import FedPiWire
 
 /// One node's contribution to a round.
@@ -273,7 +274,7 @@ public final class Federation: @unchecked Sendable {
         guard header.round == round else { throw WireError("update is for round \(header.round), this is round \(round)") }
         guard header.examples > 0 else { throw WireError("update claims 0 training examples") }
         var update = NodeUpdate(node: node, delta: delta, examples: header.examples, bytes: bytes.count)
-        update.trainSeconds = header.metadata["train_seconds"].flatMap(Double.init).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil }
+        update.trainSeconds = header.trainSeconds
         return update
     }
 }

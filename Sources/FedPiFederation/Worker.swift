@@ -1,41 +1,6 @@
 import FedPiEngine
+import FedPiTraining
 import FedPiWire
-
-/// What the aggregator tells a worker to do with the global model it sends.
-public struct TrainingConfig: Sendable {
-    public var epochs = 1
-    public var batchSize = 64
-    public var learningRate: Float = 0.01
-    public var momentum: Float = 0.9
-    public var proximalMu: Float = 0
-    /// Encoding of the update the worker returns (always a delta).
-    public var encoding: Encoding = .f16
-    public var seed: UInt64 = 1
-    public init() {}
-
-    /// The config as metadata entries of the global model file (`train.*`), how it travels to a worker.
-    public var metadata: [String: String] {
-        ["train.epochs": String(epochs), "train.batch_size": String(batchSize), "train.lr": learningRate.description,
-         "train.momentum": momentum.description, "train.mu": proximalMu.description, "train.encoding": encoding.rawValue,
-         "train.seed": String(seed)]
-    }
-
-    /// Reads a config sent by an aggregator; missing entries keep their defaults, bad ones are errors.
-    public init(metadata m: [String: String]) throws(WireError) {
-        func value<T>(_ key: String, _ parse: (String) -> T?, _ ok: (T) -> Bool, _ what: String) throws(WireError) -> T? {
-            guard let s = m["train." + key] else { return nil }
-            guard let v = parse(s), ok(v) else { throw WireError("training config train.\(key)=\(s.clipped(80)) is not \(what)") }
-            return v
-        }
-        if let v = try value("epochs", { Int($0) }, { (1...1000).contains($0) }, "an integer in 1...1000") { epochs = v }
-        if let v = try value("batch_size", { Int($0) }, { (1...4096).contains($0) }, "an integer in 1...4096") { batchSize = v }
-        if let v = try value("lr", { Float($0) }, { $0.isFinite && $0 > 0 && $0 <= 10 }, "a learning rate in (0, 10]") { learningRate = v }
-        if let v = try value("momentum", { Float($0) }, { $0.isFinite && $0 >= 0 && $0 < 1 }, "a momentum in [0, 1)") { momentum = v }
-        if let v = try value("mu", { Float($0) }, { $0.isFinite && $0 >= 0 && $0 <= 100 }, "a FedProx mu in [0, 100]") { proximalMu = v }
-        if let v = try value("encoding", { Encoding(rawValue: $0) }, { _ in true }, "f32, f16 or i8") { encoding = v }
-        if let v = try value("seed", { UInt64($0) }, { _ in true }, "an unsigned integer") { seed = v }
-    }
-}
 
 /// The aggregator's only view of a worker: HTTP in production, in memory for `fedpi simulate` and tests.
 public protocol WorkerClient: AnyObject, Sendable {
@@ -57,81 +22,5 @@ public final class LocalWorker: WorkerClient, @unchecked Sendable {
 
     public func train(round: Int, global: [UInt8], config: TrainingConfig) async throws -> [UInt8] {
         try job.run(round: round, global: { global }, config: config)
-    }
-}
-
-/// One node's local training, shared by in-process workers and the worker daemon: decode the global
-/// model, train on this node's samples, encode the delta.
-public struct LocalTraining: @unchecked Sendable {
-    public let node: String
-    public let model: String
-    public let data: BatchProvider
-    public let indices: [Int]
-    /// Training lanes (nil: one per core).
-    public var lanes: Int?
-
-    public init(node: String, model: String, data: BatchProvider, indices: [Int], lanes: Int? = nil) {
-        self.node = node
-        self.model = model
-        self.data = data
-        self.indices = indices
-        self.lanes = lanes
-    }
-
-    /// Trains from the encoded global model and returns the encoded update. `progress` sees every
-    /// batch; an error it throws cancels training.
-    ///
-    /// Memory is kept low for a small board: the global model stays in its encoded form (f16 on the
-    /// wire: half the size), where the caller keeps it (the worker daemon: in a file), and is read
-    /// and decoded again for the delta, which is computed in place over the trained weights; the
-    /// optimizer state is freed before encoding.
-    public func run(round: Int, global: () throws -> [UInt8], config: TrainingConfig,
-                    progress: ((TrainingProgress) throws -> Void)? = nil) throws -> [UInt8] {
-        let net = try ModelZoo.make(model, seed: config.seed)
-        let layout = net.parameters.entries
-        net.parameters.load(try ModelFile.decode(try global(), expecting: layout, model: model).values)
-        // every round and node gets its own shuffling and dropout stream
-        let seed = config.seed &* 1_000_003 &+ UInt64(round) &* 7919 &+ UInt64(abs(node.hashValueStable))
-        var lastLoss: Double?
-        do {
-            let trainer = Trainer(model: net, options: TrainingOptions(
-                epochs: config.epochs, batchSize: config.batchSize, learningRate: config.learningRate,
-                optimizer: .sgd(momentum: config.momentum), seed: seed, lanes: lanes, proximalMu: config.proximalMu))
-            try trainer.train(on: data, indices: indices) { p in
-                lastLoss = p.loss
-                try progress?(p)
-            }
-        }
-        let w = net.parameters.values, count = net.parameters.count
-        try ModelFile.subtract(try global(), expecting: layout, model: model, from: UnsafeMutableBufferPointer(start: w, count: count))
-        // an update that is not finite, or not representable in its encoding, is a failure, never an update
-        let limit: Float = config.encoding == .f16 ? 65504 : .greatestFiniteMagnitude
-        var bad = 0
-        for i in 0..<count where !(abs(w[i]) <= limit) { bad += 1 }
-        if bad > 0 || !(lastLoss?.isFinite ?? true) {
-            throw TrainingDiverged(loss: lastLoss, badValues: bad, encoding: config.encoding)
-        }
-        return ModelFile.encode(UnsafeBufferPointer(start: w, count: count), layout: layout, model: model,
-                                encoding: config.encoding, kind: .delta, round: round, examples: indices.count, seed: seed)
-    }
-}
-
-/// Local training blew up (learning rate too high for this data): the loss or the update is not finite.
-public struct TrainingDiverged: Error, CustomStringConvertible {
-    public var loss: Double?
-    public var badValues: Int
-    public var encoding: Encoding
-    public var description: String {
-        "training diverged (loss \(loss.map { "\($0)" } ?? "unknown"); \(badValues) update values not finite or beyond \(encoding.rawValue)'s range): "
-            + "lower the learning rate"
-    }
-}
-
-extension String {
-    /// FNV-1a: stable across runs (Swift's hashValue is randomly seeded per process).
-    var hashValueStable: Int {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for b in utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
-        return Int(truncatingIfNeeded: h >> 1)
     }
 }

@@ -25,6 +25,11 @@ public struct ModelFileHeader: Sendable, Equatable {
     public var examples: Int
     public var encoding: Encoding
     public var kind: ContentKind
+    /// An update's origin: the digest of the global model it was trained from (`global`).
+    public var global: String?
+    /// An update's training time in seconds, as its node reports it (`train_seconds`; nil when missing
+    /// or not a finite, non-negative number).
+    public var trainSeconds: Double?
     /// Every metadata entry of the file, FedPi's and any other (e.g. a training config).
     public var metadata: [String: String] = [:]
 }
@@ -53,10 +58,12 @@ public enum ModelFile {
 
     /// Encodes `values` (laid out as `layout`, f32) with the given encoding.
     public static func encode(_ values: UnsafeBufferPointer<Float>, layout: [ParameterInfo], model: String, encoding: Encoding,
-                              kind: ContentKind = .weights, round: Int = 0, examples: Int = 0, seed: UInt64 = 0,
-                              extra: [String: String] = [:]) -> [UInt8] {
+                              kind: ContentKind = .weights, round: Int = 0, examples: Int = 0, global: String? = nil,
+                              trainSeconds: Double? = nil, seed: UInt64 = 0, extra: [String: String] = [:]) -> [UInt8] {
         var g = SeededGenerator(seed: seed, stream: "i8.rounding")
         var metadata = extra
+        if let global { metadata["global"] = global }
+        if let trainSeconds { metadata["train_seconds"] = String(trainSeconds) }
         metadata.merge([
             "format": format, "model": model, "layout": layoutHash(layout), "round": String(round),
             "examples": String(examples), "encoding": encoding.rawValue, "kind": kind.rawValue,
@@ -205,7 +212,9 @@ public enum ModelFile {
             return v
         }
         let header = ModelFileHeader(model: model, layout: hash, round: try number("round"), examples: try number("examples"),
-                                     encoding: encoding, kind: kind, metadata: m)
+                                     encoding: encoding, kind: kind, global: m["global"],
+                                     trainSeconds: m["train_seconds"].flatMap(Double.init).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil },
+                                     metadata: m)
         let expectedNames = Set(layout.map(\.name))
         if let extra = file.tensors.first(where: { !expectedNames.contains($0.name) }) {
             throw WireError("unexpected tensor \(extra.name) for model \(model)")

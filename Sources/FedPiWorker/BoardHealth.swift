@@ -1,4 +1,4 @@
-import FedPiFederation
+import FedPiTraining
 import FedPiWire
 #if canImport(FoundationEssentials)
 import FoundationEssentials

@@ -1,6 +1,6 @@
 import Dispatch
 import FedPiEngine
-import FedPiFederation
+import FedPiTraining
 import FedPiWire
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -190,7 +190,7 @@ public final class TaskRunner: Sendable {
         var lastReport = start
         do {
             let maxSeconds = self.maxSeconds
-            var bytes = try job.run(round: round, global: { try FileIO.read(globalPath) }, config: config) { p in
+            var bytes = try job.run(round: round, global: { try FileIO.read(globalPath) }, config: config, origin: digest) { p in
                 guard self.isCurrent(generation) else { throw CancellationError() }
                 if p.elapsedSeconds > maxSeconds {
                     throw TooMuchWork(description: "training stopped after \(Int(p.elapsedSeconds)) s: longer than max_task_seconds (\(Int(maxSeconds)) s)")
@@ -206,7 +206,7 @@ public final class TaskRunner: Sendable {
                     self.onChange(self.snapshot)
                 }
             }
-            bytes = try stamp(bytes, digest: digest, seconds: ContinuousClock.seconds(clock.now - start))
+            if let fault { bytes = try TaskRunner.inject(fault, into: bytes) }
             let seconds = Format.fixed(ContinuousClock.seconds(clock.now - start), 1)
             // the file and the state change together: a newer task cannot slip in between
             let done: Bool = try state.withLock {
@@ -239,17 +239,15 @@ public final class TaskRunner: Sendable {
         Memory.releaseFreePages()
     }
 
-    /// Records which global model the update was trained from (so a restarted worker can tell), and
-    /// applies a test fault when one is configured.
-    private func stamp(_ bytes: [UInt8], digest: String, seconds: Double) throws -> [UInt8] {
+    /// A test fault in a finished update (`--debug-corrupt-updates`): the file is decoded and encoded
+    /// again with the fault, which only tests do; a normal update is written as training encoded it.
+    static func inject(_ fault: Fault, into bytes: [UInt8]) throws -> [UInt8] {
         let file = try SafetensorsFile.decode(bytes)
         var metadata = file.metadata
-        metadata["global"] = digest
-        metadata["train_seconds"] = Format.fixed(seconds, 3)
         var tensors = file.tensors.map { (name: $0.name, dtype: $0.dtype, shape: $0.shape, data: Array(file.bytes(of: $0))) }
         switch fault {
-        case .shape?: tensors[0].shape = [tensors[0].shape.reduce(1, *)]
-        case .nan?:
+        case .shape: tensors[0].shape = [tensors[0].shape.reduce(1, *)]
+        case .nan:
             // a NaN in the first value, with a checksum that matches, so only the finiteness check can catch it
             switch tensors[0].dtype {
             case .f32: tensors[0].data.replaceSubrange(0..<4, with: [0x00, 0x00, 0xC0, 0x7F])
@@ -257,7 +255,6 @@ public final class TaskRunner: Sendable {
             case .i8, .u8: metadata["scale." + tensors[0].name] = "nan"
             }
             metadata["checksum"] = Codecs.crc32Hex(tensors.map { $0.data[...] })
-        case nil: break
         }
         return SafetensorsFile.encode(tensors, metadata: metadata)
     }

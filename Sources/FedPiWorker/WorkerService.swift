@@ -1,6 +1,6 @@
 import FedPiData
 import FedPiEngine
-import FedPiFederation
+import FedPiTraining
 import FedPiHTTP
 import FedPiIdentity
 import FedPiRuntime

@@ -1,4 +1,5 @@
 import FedPiFederation
+import FedPiTraining
 
 #if canImport(Glibc)
 import Glibc

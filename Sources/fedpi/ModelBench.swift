@@ -1,4 +1,5 @@
 import FedPiFederation
+import FedPiTraining
 import ArgumentParser
 import FedPiEngine
 import FedPiWire

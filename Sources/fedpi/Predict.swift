@@ -2,6 +2,7 @@ import ArgumentParser
 import FedPiData
 import FedPiEngine
 import FedPiFederation
+import FedPiTraining
 import FedPiPredict
 import FedPiWire
 import Foundation

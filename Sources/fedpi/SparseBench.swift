@@ -1,5 +1,6 @@
 import ArgumentParser
 import FedPiFederation
+import FedPiTraining
 import FedPiEngine
 
 /// The figures behind `Conv2D.sparseLimit` and `Dense.sparseLimit`: mnist-cnn's conv2 and fc1 backward

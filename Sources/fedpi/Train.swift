@@ -1,4 +1,5 @@
 import FedPiFederation
+import FedPiTraining
 import ArgumentParser
 import FedPiData
 import FedPiEngine

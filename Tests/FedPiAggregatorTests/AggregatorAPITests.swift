@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import FedPiEngine
 import FedPiFederation
+import FedPiTraining
 import FedPiPredict
 import FedPiTesting
 import FedPiWire

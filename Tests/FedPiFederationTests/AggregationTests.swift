@@ -1,6 +1,7 @@
 import XCTest
 
 @testable import FedPiFederation
+import FedPiTraining
 
 final class AggregationTests: XCTestCase {
     func testWeightedMeanByHand() {

@@ -5,6 +5,7 @@ import FedPiWire
 import XCTest
 
 @testable import FedPiFederation
+import FedPiTraining
 
 /// A worker that answers with a fixed delta (or a broken file, or an error).
 final class FakeWorker: WorkerClient, @unchecked Sendable {

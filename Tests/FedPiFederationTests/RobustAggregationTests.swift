@@ -5,6 +5,7 @@ import FedPiWire
 import XCTest
 
 @testable import FedPiFederation
+import FedPiTraining
 
 /// A worker that sends its honest update multiplied by `factor` (−10: sign-flipped and scaled).
 final class FlippingWorker: WorkerClient, @unchecked Sendable {

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import FedPiAggregator
 import FedPiEngine
 import FedPiFederation
+import FedPiTraining
 import FedPiIdentity
 import FedPiTesting
 import FedPiWire

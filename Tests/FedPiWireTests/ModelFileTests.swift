@@ -31,6 +31,26 @@ final class ModelFileTests: XCTestCase {
         XCTAssertEqual(header.kind, .delta)
     }
 
+    /// An update's origin and training time are typed header fields, written when it is encoded (the
+    /// worker no longer decodes and re-encodes its update to add them); a value that is not a finite,
+    /// non-negative time reads as nil.
+    func testOriginAndTrainingTimeAreHeaderFields() throws {
+        let bytes = values.withUnsafeBufferPointer {
+            ModelFile.encode($0, layout: layout, model: "mnist-cnn", encoding: .f16, kind: .delta, round: 3, examples: 9,
+                             global: "abc123", trainSeconds: 12.5)
+        }
+        let (_, header) = try ModelFile.decode(bytes, expecting: layout, model: "mnist-cnn")
+        XCTAssertEqual(header.global, "abc123")
+        XCTAssertEqual(header.trainSeconds, 12.5)
+        XCTAssertNil(try ModelFile.decode(encode(.f16), expecting: layout, model: "mnist-cnn").header.trainSeconds)
+        for bad in ["-1", "nan", "inf", "1e400", "twelve"] {
+            let b = values.withUnsafeBufferPointer {
+                ModelFile.encode($0, layout: layout, model: "mnist-cnn", encoding: .f16, extra: ["train_seconds": bad])
+            }
+            XCTAssertNil(try ModelFile.decode(b, expecting: layout, model: "mnist-cnn").header.trainSeconds, bad)
+        }
+    }
+
     func testF16AndI8ErrorsAreBounded() throws {
         let v = values
         let (h, _) = try ModelFile.decode(encode(.f16), expecting: layout, model: "mnist-cnn")
