@@ -5,6 +5,7 @@
 # CA made in $WORK/tls (TLS=0: plain HTTP on loopback).
 #   ROUNDS=10  DATA=/usr/share/datasets/fashion-mnist  LIMIT=  (samples per worker; empty: all)
 #   MODEL=mnist-cnn  ENCODING=f16  WORK=.build/demo  BIN=.build/debug  WORKER_BIN=$BIN  TLS=1  API_PORT=8480
+#   WORKER_CPUS=  AGGREGATOR_CPUS=  (taskset CPU lists: keep the workers and the aggregator apart, as boards and a workstation are)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.build/debug}
@@ -17,6 +18,7 @@ WORK=${WORK:-.build/demo}
 LIMIT=${LIMIT:-}
 TLS=${TLS:-1}
 API_PORT=${API_PORT:-8480}
+pin() { if [ -n "$1" ]; then echo taskset -c "$1"; fi; }
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -47,7 +49,8 @@ for i in 1 2 3; do
         --data "$DATA" --classes "${splits[$((i - 1))]}" --state-dir "$WORK/worker-$i" --lanes 1)
   [ -n "$LIMIT" ] && args+=(--limit "$LIMIT")
   [ "$TLS" = 1 ] && args+=(--tls-cert "$WORK/tls/worker-$i.crt" --tls-key "$WORK/tls/worker-$i.key" --tls-ca "$WORK/tls/ca.crt")
-  "$WORKER_BIN/fedpi-worker" "${args[@]}" >"$WORK/worker-$i.log" 2>&1 &
+  # shellcheck disable=SC2046
+  $(pin "${WORKER_CPUS:-}") "$WORKER_BIN/fedpi-worker" "${args[@]}" >"$WORK/worker-$i.log" 2>&1 &
   pids+=($!)
 done
 for i in 1 2 3; do
@@ -84,7 +87,8 @@ if [ "$TLS" = 1 ]; then
 else
   echo "dashboard: http://127.0.0.1:$API_PORT/"
 fi
-"$BIN/fedpi-aggregator" --config "$WORK/fleet.toml" --save "$WORK/final.safetensors" 2>"$WORK/aggregator.log"
+# shellcheck disable=SC2046
+$(pin "${AGGREGATOR_CPUS:-}") "$BIN/fedpi-aggregator" --config "$WORK/fleet.toml" --save "$WORK/final.safetensors" 2>"$WORK/aggregator.log"
 for i in 1 2 3; do echo "worker-$i peak memory: $(peak "${pids[$((i - 1))]}"), CPU: $(cpu "${pids[$((i - 1))]}")"; done
 echo "aggregator peak memory: $(grep -o "peak_memory=[0-9.]* MiB" "$WORK/aggregator.log" | cut -d= -f2), CPU: $(grep -o "cpu_seconds=[0-9.]*" "$WORK/aggregator.log" | cut -d= -f2) s"
 stop

@@ -109,11 +109,8 @@ public struct AggregatorAPI: Sendable {
         router.get("api/v1/model") { request, _ in
             let encoding = request.uri.queryParameters.get("encoding").map { String($0) } ?? "f32"
             guard let e = Encoding(rawValue: encoding), e != .i8 else { return self.problem("encoding must be f32 or f16", .badRequest) }
-            guard let (round, values) = self.operations.model else { return self.problem("no global model yet", .serviceUnavailable) }
-            let layout = self.predictor.layout
-            let bytes = values.withUnsafeBufferPointer {
-                ModelFile.encode($0, layout: layout, model: self.config.model, encoding: e, round: round)
-            }
+            guard let current = self.operations.model else { return self.problem("no round has completed yet", .serviceUnavailable) }
+            let (round, bytes) = try await Task.detached { try self.predictor.file(current, encoding: e) }.value
             return Response(status: .ok, headers: [
                 .contentType: "application/octet-stream",
                 .contentDisposition: "attachment; filename=\"\(self.config.model)-round\(round)-\(e.rawValue).safetensors\"",
@@ -123,12 +120,11 @@ public struct AggregatorAPI: Sendable {
             guard let body = try await JSONResponse.body(of: request, limit: AggregatorAPI.maxImageBytes) else {
                 return self.problem("image larger than \(AggregatorAPI.maxImageBytes) bytes", .contentTooLarge)
             }
-            guard let (round, values) = self.operations.model else { return self.problem("no global model yet", .serviceUnavailable) }
+            guard let current = self.operations.model else { return self.problem("no round has completed yet", .serviceUnavailable) }
             do {
-                let answer = try await Task.detached { try self.predictor.predict(body, values: values, round: round) }.value
-                return JSONResponse.make(answer)
-            } catch {
-                return self.problem("\(error)", .badRequest)
+                return JSONResponse.make(try await Task.detached { try self.predictor.predict(body, model: current) }.value)
+            } catch let e as ImageError {
+                return self.problem("\(e)", .badRequest)
             }
         }
         router.post("api/v1/control") { request, _ in
@@ -157,16 +153,17 @@ public struct AggregatorAPI: Sendable {
     }
 }
 
-/// Predictions with the current global model: its own copy of the network, loaded with the newest
-/// weights when they change, used by one request at a time.
+/// The current global model for the API, read from its checkpoint file (the aggregator holds no
+/// other copy): as a file, and as a network for predictions, made on the first prediction, loaded
+/// again when a newer round's checkpoint exists, used by one request at a time.
 final class Predictor: Sendable {
-    let network: Mutex<(round: Int, model: Model)>
+    let id: String
     let layout: [ParameterInfo]
+    let network = Mutex<(round: Int, model: Model)?>(nil)
 
     init(model id: String) throws {
-        let model = try ModelZoo.make(id, seed: 0)
-        layout = model.parameters.entries
-        network = Mutex((-1, model))
+        self.id = id
+        layout = try ModelZoo.make(id, seed: 0).parameters.entries
     }
 
     struct Answer: Encodable {
@@ -175,16 +172,29 @@ final class Predictor: Sendable {
         var probabilities: [Double]
     }
 
-    func predict(_ image: [UInt8], values: [Float], round: Int) throws(ImageError) -> Answer {
-        try network.withLock { n throws(ImageError) in
-            let shape = n.model.inputShape
+    /// The model file of `current` in `encoding` (f32 as the checkpoint is; f16 converted).
+    func file(_ current: (round: Int, file: String), encoding: Encoding) throws -> (round: Int, bytes: [UInt8]) {
+        let bytes = try FileIO.read(current.file)
+        guard encoding != .f32 else { return (current.round, bytes) }
+        let (values, header) = try ModelFile.decode(bytes, expecting: layout, model: id)
+        return (header.round, values.withUnsafeBufferPointer {
+            ModelFile.encode($0, layout: layout, model: id, encoding: encoding, round: header.round)
+        })
+    }
+
+    func predict(_ image: [UInt8], model current: (round: Int, file: String)) throws -> Answer {
+        try network.withLock { n in
+            if n == nil { n = (-1, try ModelZoo.make(id, seed: 0)) }
+            let model = n!.model
+            let shape = model.inputShape
             let pixels = try ImageInput.pixels(from: image, width: shape[1], height: shape[0])
-            if n.round != round {
-                n.model.parameters.load(values)
-                n.round = round
+            if n!.round != current.round {
+                let (values, header) = try ModelFile.decode(try FileIO.read(current.file), expecting: layout, model: id)
+                model.parameters.load(values)
+                n!.round = header.round
             }
-            let p = try Prediction(model: n.model, pixels: pixels)
-            return Answer(round: round, predictedClass: p.predictedClass, probabilities: p.probabilities)
+            let p = try Prediction(model: model, pixels: pixels)
+            return Answer(round: n!.round, predictedClass: p.predictedClass, probabilities: p.probabilities)
         }
     }
 }

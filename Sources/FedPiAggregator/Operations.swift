@@ -7,8 +7,8 @@ import Foundation
 import Synchronization
 
 /// What the operator sees and steers while the aggregator runs: the round in progress with each
-/// node's part in it, the controls (pause, stop after this round, more rounds), and the current
-/// global model for the API. The round runner writes it; the HTTP API reads it and sets the controls.
+/// node's part in it, the controls (pause, stop after this round, more rounds), and where the current
+/// global model is (its checkpoint file: the API reads it from there, so no copy is held). The round runner writes it; the HTTP API reads it and sets the controls.
 public final class Operations: Sendable {
     /// The controls, as the API reports them.
     public struct Control: Sendable, Encodable, Equatable {
@@ -39,7 +39,7 @@ public final class Operations: Sendable {
     struct State {
         var control: Control
         var round: RoundProgress?
-        var model: (round: Int, values: [Float])?
+        var model: (round: Int, file: String)?
     }
 
     let state: Mutex<State>
@@ -68,8 +68,8 @@ public final class Operations: Sendable {
 
     public var control: Control { state.withLock { $0.control } }
     public var round: RoundProgress? { state.withLock { $0.round } }
-    /// The current global model's weights and the round that made them.
-    public var model: (round: Int, values: [Float])? { state.withLock { $0.model } }
+    /// The file holding the current global model (the checkpoint; nil before the first round) and its round.
+    public var model: (round: Int, file: String)? { state.withLock { $0.model } }
 
     /// A request of the API's `POST /api/v1/control`.
     public enum Command: Equatable, Sendable {
@@ -119,10 +119,10 @@ public final class Operations: Sendable {
 
     func setPhase(_ phase: String) { state.withLock { $0.control.phase = phase } }
 
-    func completed(_ round: Int, values: [Float]) {
+    func completed(_ round: Int, file: String?) {
         state.withLock {
             $0.control.completedRounds = round
-            $0.model = (round, values)
+            $0.model = file.map { (round, $0) }
         }
     }
 

@@ -61,7 +61,7 @@ final class RoundRunner: Service, @unchecked Sendable {
 
     func rounds() async throws {
         let done = resumedAfter
-        operations.completed(done, values: federation.model.parameters.flatValues)
+        operations.completed(done, file: done > 0 ? checkpointPath : nil)
         if done == 0, try history.attempts(of: 0) == 0 {
             // with central evaluation federation.evaluate is nil: the record comes back without metrics
             // and `finish` evaluates it beside round 1
@@ -106,7 +106,7 @@ final class RoundRunner: Service, @unchecked Sendable {
             // the checkpoint decides where a restart resumes; a crash before the history row loses the row, not the round
             if r.completed {
                 try FileIO.writeAtomically(ModelFile.encode(weightsOf: federation.model, round: round), to: checkpointPath)
-                operations.completed(round, values: federation.model.parameters.flatValues)
+                operations.completed(round, file: checkpointPath)
             }
             metrics.record(r)
             try await finish(r)

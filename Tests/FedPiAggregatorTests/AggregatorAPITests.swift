@@ -118,7 +118,9 @@ final class AggregatorAPITests: XCTestCase {
             try await client.execute(uri: "/api/v1/predict", method: .post, body: ByteBuffer(bytes: image)) {
                 XCTAssertEqual($0.status, .serviceUnavailable)
             }
-            f.operations.completed(4, values: net.parameters.flatValues)
+            let checkpoint = IDXFixtures.temporaryDirectory("fedpi-api-model") + "/checkpoint.safetensors"
+            try FileIO.writeAtomically(ModelFile.encode(weightsOf: net, round: 4), to: checkpoint)
+            f.operations.completed(4, file: checkpoint)
             for (query, dtype) in [("", DType.f32), ("?encoding=f16", .f16)] {
                 try await client.execute(uri: "/api/v1/model" + query, method: .get) { r in
                     XCTAssertEqual(r.status, .ok)
@@ -172,7 +174,7 @@ final class AggregatorAPITests: XCTestCase {
                 XCTAssertTrue(status == .badRequest || status == .contentTooLarge, "\(bad.prefix(40)): \(status)")
             }
             XCTAssertEqual(f.operations.control.targetRounds, 7, "bad requests changed nothing")
-            f.operations.completed(2, values: [])
+            f.operations.completed(2, file: nil)
             f.operations.roundStarted(3, attempt: 1)
             (status, o) = try await Self.post(client, #"{"action": "stop"}"#)
             XCTAssertEqual(o?["target_rounds"] as? Int, 3, "the round running now is the last")
