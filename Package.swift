@@ -156,6 +156,6 @@ let package = Package(
                 "FedPiFederation", "FedPiTraining", .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
-        .testTarget(name: "fedpiTests", dependencies: ["fedpi", "FedPiTesting"]),
+        .testTarget(name: "fedpiTests", dependencies: ["fedpi", "FedPiTesting", "FedPiPredict"]),
     ]
 )

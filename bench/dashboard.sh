@@ -26,9 +26,10 @@ for p in fedpi-aggregator fedpi; do
   if [ "$BIN" = .build/release ]; then swift build -c release --product "$p"; else swift build --product "$p"; fi 2>&1 | grep -E "error|Build" | tail -1 >&2
 done
 
-# the boards and the workstation are different machines: the workers get CPU 1, the aggregator, wrk
-# and the browser CPU 0 (PIN=0: no pinning, everything shares both cores)
-if [ "${PIN:-1}" = 1 ]; then export WORKER_CPUS=1 AGGREGATOR_CPUS=0; cpu0="taskset -c 0"; else cpu0=""; fi
+# the boards, the workstation and the browsers are different machines: the workers get CPU 1, the
+# aggregator CPU 0; wrk and the browser stand in for other machines, so they share CPU 0 at the lowest
+# priority (nice 19) and take what the aggregator leaves (PIN=0: no pinning, all share both cores)
+if [ "${PIN:-1}" = 1 ]; then export WORKER_CPUS=1 AGGREGATOR_CPUS=0; cpu0="nice -n 19 taskset -c 0"; else cpu0=""; fi
 TLS=0 API_PORT=$PORT WORK="$OUT/run" WORKER_BIN=.build/release BIN="$BIN" DATA="$DATA" ROUNDS="$ROUNDS" ./scripts/demo.sh >"$OUT/run.txt" 2>&1 &
 demo=$!
 base="http://127.0.0.1:$PORT"
@@ -37,20 +38,29 @@ $cpu0 chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage
 browser=$!
 echo "fleet of 3 workers, $ROUNDS rounds, dashboard open in chromium; wrk on $ENDPOINT in ${ON_SECONDS}-s windows" >&2
 : >"$OUT/windows.txt"
-on=1
+# windows cycle: wrk, quiet, busy loops (the same CPU as wrk, no FedPi code: the machine's own
+# interference between its two CPUs, the control), quiet
+kinds=(wrk quiet busy quiet)
+w=0
 while kill -0 "$demo" 2>/dev/null; do
+  kind=${kinds[$((w % 4))]}
   start=$(date +%s.%N)
-  if [ "$on" = 1 ]; then
-    n=0
-    while [ "$n" -lt $((ON_SECONDS / 20)) ] && kill -0 "$demo" 2>/dev/null; do
-      $cpu0 wrk -t2 -c20 -d20s --latency "$base$ENDPOINT" >"$OUT/wrk-$(date +%s).txt" 2>&1 || true
-      n=$((n + 1))
-    done
-  else
-    sleep "$ON_SECONDS"
-  fi
-  echo "$on $start $(date +%s.%N)" >>"$OUT/windows.txt"
-  on=$((1 - on))
+  case $kind in
+    wrk)
+      n=0
+      while [ "$n" -lt $((ON_SECONDS / 20)) ] && kill -0 "$demo" 2>/dev/null; do
+        $cpu0 wrk -t2 -c20 -d20s --latency "$base$ENDPOINT" >"$OUT/wrk-$(date +%s).txt" 2>&1 || true
+        n=$((n + 1))
+      done ;;
+    busy)
+      for _ in 1 2; do $cpu0 timeout "$ON_SECONDS" sh -c 'while :; do :; done' & done
+      wait_busy=$(jobs -p | tail -2)
+      # shellcheck disable=SC2086
+      wait $wait_busy 2>/dev/null || true ;;
+    quiet) sleep "$ON_SECONDS" ;;
+  esac
+  echo "$kind $start $(date +%s.%N)" >>"$OUT/windows.txt"
+  w=$((w + 1))
 done
 wait "$demo" || true
 kill "$browser" 2>/dev/null || true
@@ -58,7 +68,7 @@ cat "$OUT/run.txt"
 python3 - "$OUT" <<'EOF'
 import glob, re, sqlite3, sys, datetime
 out = sys.argv[1]
-windows = [tuple(map(float, l.split()[1:])) + (l.split()[0] == "1",) for l in open(f"{out}/windows.txt")]
+windows = [(float(l.split()[1]), float(l.split()[2]), l.split()[0]) for l in open(f"{out}/windows.txt")]
 p99 = []
 for f in sorted(glob.glob(f"{out}/wrk-*.txt")):
     t = open(f).read()
@@ -72,16 +82,18 @@ for f in sorted(glob.glob(f"{out}/wrk-*.txt")):
 if p99:
     print(f"wrk p99 over {len(p99)} windows: worst {max(p99):.1f} ms, median {sorted(p99)[len(p99)//2]:.1f} ms")
 db = sqlite3.connect(f"{out}/run/aggregator/history.sqlite")
-loaded, quiet = [], []
+by = {"wrk": [], "quiet": [], "busy": []}
 for rnd, fin, secs in db.execute("SELECT round, finished_at, seconds FROM rounds WHERE completed = 1 AND round > 0"):
     end = datetime.datetime.fromisoformat(fin.replace("Z", "+00:00")).timestamp()
     start = end - secs
-    overlap = sum(max(0, min(end, b) - max(start, a)) for a, b, on in windows if on)
-    share = overlap / secs if secs > 0 else 0
-    (loaded if share >= 0.95 else quiet if share <= 0.05 else []).append(secs)
+    for kind in by:
+        inside = sum(max(0, min(end, b) - max(start, a)) for a, b, k in windows if k == kind)
+        if secs > 0 and inside / secs >= 0.95:
+            by[kind].append(secs)
 mean = lambda v: sum(v) / len(v)
-if loaded and quiet:
-    print(f"seconds per round: {mean(loaded):.2f} under wrk ({len(loaded)} rounds), {mean(quiet):.2f} quiet ({len(quiet)} rounds): ratio {mean(loaded) / mean(quiet):.3f}")
-else:
-    print(f"seconds per round: {len(loaded)} rounds fully under wrk, {len(quiet)} fully quiet: too few to compare")
+for kind, v in by.items():
+    print(f"seconds per round, rounds entirely in {kind} windows: " + (f"{mean(v):.2f} over {len(v)} rounds ({', '.join(f'{x:.1f}' for x in v)})" if v else "none"))
+for kind in ("wrk", "busy"):
+    if by[kind] and by["quiet"]:
+        print(f"ratio {kind} / quiet: {mean(by[kind]) / mean(by['quiet']):.3f}")
 EOF

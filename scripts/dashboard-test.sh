@@ -78,6 +78,16 @@ for m in aggregator worker; do
   echo "promtool: the $m's /metrics ($(grep -vc '^#' "$WORK/$m.metrics") samples) passes"
 done
 grep -q '^fedpi_rounds_completed_total [1-9]' "$WORK/aggregator.metrics" || fail "no completed rounds in /metrics"
+# every series the shipped Grafana dashboard plots is one of the two outputs
+python3 - "$WORK" <<'PY' || fail "provisioning/grafana-dashboard.json plots a series neither /metrics has"
+import json, re, sys
+have = open(sys.argv[1] + "/aggregator.metrics").read() + open(sys.argv[1] + "/worker.metrics").read()
+d = json.load(open("provisioning/grafana-dashboard.json"))
+names = {n for p in d["panels"] for t in p["targets"] for n in re.findall(r"\b(fedpi_\w+|process_\w+)", t["expr"])}
+missing = sorted(n for n in names if "\n" + n not in "\n" + have.replace("# TYPE ", "").replace("# HELP ", ""))
+print(f"grafana: {len(d['panels'])} panels over {len(names)} series, all exported" if not missing else f"missing: {missing}")
+sys.exit(1 if missing else 0)
+PY
 grep -q '^fedpi_node_up{node="worker-3"} 0' "$WORK/aggregator.metrics" || fail "the killed worker is not down in /metrics"
 
 start=$(date +%s%N)
@@ -117,4 +127,9 @@ EXPECT=200 check observer GET /metrics
 EXPECT=403 check observer POST /api/v1/control '{"action":"pause"}'
 EXPECT=403 check worker GET /api/v1/fleet
 EXPECT=200 check admin POST /api/v1/control '{"action":"pause"}'
+# the shipped Prometheus config, pointed at these certificates, passes promtool check config
+sed -e "s#/etc/prometheus/fedpi/ca.crt#$tls/ca/ca.crt#" -e "s#/etc/prometheus/fedpi/prometheus.crt#$tls/observer-1.crt#" \
+    -e "s#/etc/prometheus/fedpi/prometheus.key#$tls/observer-1.key#" provisioning/prometheus.yml >"$WORK/prometheus.yml"
+promtool check config "$WORK/prometheus.yml" >/dev/null || fail "provisioning/prometheus.yml: promtool check config"
+echo "promtool: provisioning/prometheus.yml passes check config"
 echo "dashboard test passed"

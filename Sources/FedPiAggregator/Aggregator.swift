@@ -11,6 +11,7 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import Logging
+import NIOPosix
 import NIOSSL
 import ServiceLifecycle
 
@@ -48,11 +49,75 @@ public final class Aggregator: @unchecked Sendable {
         }
         let history = try History(path: historyPath)
         let model = try ModelZoo.make(config.model, seed: config.seed)
-        // the most an update of this model can be: f32 values and a header allowance
-        let maxUpdateBytes = model.parameters.count * 4 + (256 << 10)
-        var done = 0
+        let done = try resume(model, history: history)
         let operations = Operations(fleetRounds: config.rounds, controlPath: config.stateDir + "/control.json")
         let metrics = AggregatorMetrics()
+        let central = try config.testData.map { dir in
+            let test = try MNISTDirectory(dir).load(.test)
+            return try CentralEvaluation(model: config.model, data: test,
+                                         indices: Partition.sample(Array(0..<test.count), limit: config.testLimit, seed: config.seed))
+        }
+        let (client, identity) = try connect()
+        let inventory = NodeInventory(nodes: config.nodes, client: client, identity: identity, probeTimeout: config.probeTimeout,
+                                      maxBackoff: config.maxBackoff, seed: config.seed, logger: logger)
+        await inventory.setOnTransition { node, state, detail in history.nodeEvent(node, state: state.rawValue, detail: detail) }
+        let federation = makeFederation(model, client: client, inventory: inventory, operations: operations,
+                                        workersEvaluate: central == nil, tls: identity != nil)
+        let notifier = SystemdNotifier()
+        let report: @Sendable (RoundRecord) -> Void = { r in
+            print(RoundTable.row(r))
+            let accuracy = r.testAccuracy.map { ", accuracy " + Format.percent($0) } ?? ""
+            notifier.status(r.completed
+                ? "round \(r.round) of \(operations.control.targetRounds) done, \(r.participants.count) nodes\(accuracy)"
+                : "round \(r.round) failed (\(r.participants.count) of \(config.minNodes) updates); retrying")
+        }
+        let evaluator = central.map { CentralEvaluator($0, logger: logger) }
+        let runner = RoundRunner(config: config, federation: federation, history: history, operations: operations, metrics: metrics,
+                                 evaluator: evaluator, resumedAfter: done, save: save, print: print, report: report, logger: logger)
+
+        print("\(config.model), \(config.nodes.count) nodes, \(federation.strategy.name), \(config.encoding.rawValue) deltas, "
+              + "\(config.localEpochs) local epoch(s), rounds \(done + 1)...\(operations.control.targetRounds), min_nodes \(config.minNodes)")
+        print(RoundTable.header)
+        // systemd: ready once the state is open (and the API listens); the watchdog pings as long as the process runs
+        let ready = "starting round \(done + 1) of \(operations.control.targetRounds)"
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: WatchdogService(notifier: notifier) { true }),
+            .init(service: ProberService(inventory: inventory)),
+        ]
+        if let evaluator { services.append(.init(service: evaluator)) }
+        // the API has an event loop of its own: a flood of dashboard requests cannot delay the rounds'
+        // dispatches and collects on the HTTP client's loops
+        let apiLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        if let listen = config.listen {
+            let api = try AggregatorAPI(config: config, operations: operations, inventory: inventory, history: history, metrics: metrics,
+                                        strategy: federation.strategy.name, logger: logger)
+            services.append(.init(service: try server(api, at: listen, identity: identity, loop: apiLoop) { port in
+                notifier.ready(status: ready + "; dashboard on port \(port)")
+                await onListening(port)
+            }))
+        } else {
+            notifier.ready(status: ready)
+        }
+        // the runner is last: on SIGTERM it stops first, then the API, the evaluator and the prober;
+        // when it ends by itself (all rounds done) the others are shut down
+        services.append(.init(service: runner, successTerminationBehavior: .gracefullyShutdownGroup,
+                              failureTerminationBehavior: .gracefullyShutdownGroup))
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var failure: (any Error)?
+        do { try await group.run() } catch { failure = error }
+        try? await client.shutdown()
+        try? await apiLoop.shutdownGracefully()
+        if let failure { throw failure }
+        logger.info("done", metadata: ["peak_memory": "\(Format.mebibytes(ProcessMemory.peakResidentBytes))",
+                                       "cpu_seconds": "\(Format.fixed(ProcessMemory.cpuSeconds, 1))"])
+        return runner.finalPath.withLock { $0 }
+    }
+
+    /// Loads the checkpoint into `model` when there is one and returns its round (0: a fresh start).
+    /// A round in the checkpoint but not in the history (killed in between) is recorded; partial
+    /// checkpoint files of a killed run are removed.
+    func resume(_ model: Model, history: History) throws -> Int {
+        var done = 0
         if FileManager.default.fileExists(atPath: checkpointPath) {
             let values: [Float], header: ModelFileHeader
             do {
@@ -69,47 +134,52 @@ public final class Aggregator: @unchecked Sendable {
         }
         let leftovers = FileIO.removeLeftovers(of: checkpointPath)
         if leftovers > 0 { logger.info("removed \(leftovers) partial checkpoint file(s) of a killed run") }
-        let test: LabeledImages? = try config.testData.map { try MNISTDirectory($0).load(.test) }
-        let testIndices = test.map { Partition.sample(Array(0..<$0.count), limit: config.testLimit, seed: config.seed) }
+        return done
+    }
 
+    /// The HTTP client to the nodes and, with `[tls]`, the fleet identity it presents and checks.
+    func connect() throws -> (HTTPClient, NodeInventory.Identity?) {
         var http = HTTPClient.Configuration()
         http.timeout = .init(connect: .seconds(2), read: nil)
-        var identity: NodeInventory.Identity?
-        if let files = config.tls {
-            let material: TLSMaterial
-            do {
-                material = try TLSMaterial(files: files, role: .aggregator)
-                identity = try .init(material: material, deny: config.deny)
-            } catch {
-                throw ConfigError("[tls]: \(error)")
-            }
-            http.tlsConfiguration = material.clientConfiguration()
-            // requests go to https://NODE-NAME:PORT, so TLS checks the name; the override dials the address
-            for node in config.nodes { http.dnsOverride[node.name] = node.endpoint.host }
-            let days = Int(material.daysLeft())
-            logger.info("mutual TLS with the fleet CA: each worker's certificate must name its node",
-                        metadata: ["certificate": "\(material.own.name ?? "?")", "expires": "\(IdentityFiles.day(material.own.notValidAfter))"])
-            if days < 30 { logger.warning("the aggregator's TLS certificate expires in \(max(0, days)) days: issue a new one") }
-        } else {
+        guard let files = config.tls else {
             logger.warning("no [tls] in the fleet file: node requests are unauthenticated and unencrypted")
+            return (HTTPClient(eventLoopGroupProvider: .singleton, configuration: http), nil)
         }
-        let tls = identity != nil
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
-        let inventory = NodeInventory(nodes: config.nodes, client: client, identity: identity, probeTimeout: config.probeTimeout,
-                                      maxBackoff: config.maxBackoff, seed: config.seed, logger: logger)
-        await inventory.setOnTransition { node, state, detail in history.nodeEvent(node, state: state.rawValue, detail: detail) }
+        let material: TLSMaterial, identity: NodeInventory.Identity
+        do {
+            material = try TLSMaterial(files: files, role: .aggregator)
+            identity = try .init(material: material, deny: config.deny)
+        } catch {
+            throw ConfigError("[tls]: \(error)")
+        }
+        http.tlsConfiguration = material.clientConfiguration()
+        // requests go to https://NODE-NAME:PORT, so TLS checks the name; the override dials the address
+        for node in config.nodes { http.dnsOverride[node.name] = node.endpoint.host }
+        let days = Int(material.daysLeft())
+        logger.info("mutual TLS with the fleet CA: each worker's certificate must name its node",
+                    metadata: ["certificate": "\(material.own.name ?? "?")", "expires": "\(IdentityFiles.day(material.own.notValidAfter))"])
+        if days < 30 { logger.warning("the aggregator's TLS certificate expires in \(max(0, days)) days: issue a new one") }
+        return (HTTPClient(eventLoopGroupProvider: .singleton, configuration: http), identity)
+    }
+
+    /// The round logic over the fleet's remote workers: whom to ask (online nodes, waiting for
+    /// `min_nodes`), what to log and show of each node's answer, and, without a test set here,
+    /// evaluation by the workers on their own test splits.
+    func makeFederation(_ model: Model, client: HTTPClient, inventory: NodeInventory, operations: Operations,
+                        workersEvaluate: Bool, tls: Bool) -> Federation {
+        let config = self.config, logger = self.logger
+        // the most an update of this model can be: f32 values and a header allowance
+        let maxUpdateBytes = model.parameters.count * 4 + (256 << 10)
         let workers = config.nodes.map {
             RemoteWorker(node: $0.name, url: $0.dialURL(tls: tls), client: client, inventory: inventory,
                          unreachableGrace: config.unreachableGrace, maxUpdateBytes: maxUpdateBytes, logger: logger)
         }
-        let strategy = config.makeStrategy()
-        let federation = Federation(model: model, strategy: strategy, workers: workers, minNodes: config.minNodes, config: config.training)
+        let federation = Federation(model: model, strategy: config.makeStrategy(), workers: workers, minNodes: config.minNodes,
+                                    config: config.training)
         federation.concurrent = true
         federation.maxNormRatio = config.maxNormRatio > 0 ? config.maxNormRatio : nil
         federation.roundTimeout = .milliseconds(Int64(config.roundTimeout * 1000))
-        let central = try test.map { try CentralEvaluation(model: config.model, data: $0, indices: testIndices ?? []) }
-        if central == nil {
-            // no test set here: the online workers evaluate on their own test splits
+        if workersEvaluate {
             federation.evaluate = { model in
                 await inventory.refresh()
                 let names = await inventory.pick(fraction: 1, minimum: 0, seed: 0)
@@ -149,71 +219,36 @@ public final class Aggregator: @unchecked Sendable {
                 logger.warning("round \(round): no update from \(node): \(f.reason)")
             }
         }
-        let notifier = SystemdNotifier()
-        let report: @Sendable (RoundRecord) -> Void = { r in
-            print(RoundTable.row(r))
-            let accuracy = r.testAccuracy.map { ", accuracy " + Format.percent($0) } ?? ""
-            notifier.status(r.completed
-                ? "round \(r.round) of \(operations.control.targetRounds) done, \(r.participants.count) nodes\(accuracy)"
-                : "round \(r.round) failed (\(r.participants.count) of \(config.minNodes) updates); retrying")
-        }
-        let evaluator = central.map { CentralEvaluator($0, logger: logger) }
-        let runner = RoundRunner(config: config, federation: federation, history: history, operations: operations, metrics: metrics,
-                                 evaluator: evaluator, resumedAfter: done, save: save, print: print, report: report, logger: logger)
+        return federation
+    }
 
-        print("\(config.model), \(config.nodes.count) nodes, \(strategy.name), \(config.encoding.rawValue) deltas, "
-              + "\(config.localEpochs) local epoch(s), rounds \(done + 1)...\(operations.control.targetRounds), min_nodes \(config.minNodes)")
-        print(RoundTable.header)
-        // systemd: ready once the state is open (and the API listens); the watchdog pings as long as the process runs
-        let ready = "starting round \(done + 1) of \(operations.control.targetRounds)"
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: WatchdogService(notifier: notifier) { true }),
-            .init(service: ProberService(inventory: inventory)),
-        ]
-        if let evaluator { services.append(.init(service: evaluator)) }
-        if let listen = config.listen {
-            let api = try AggregatorAPI(config: config, operations: operations, inventory: inventory, history: history, metrics: metrics,
-                                        strategy: strategy.name, logger: logger)
-            let http = HTTP1Channel.Configuration(idleTimeout: .seconds(30))
-            let server: HTTPServerBuilder
-            let scheme: String
-            if let identity {
-                let context = try NIOSSLContext(configuration: identity.material.serverConfiguration())
-                server = FleetTLSChannel.builder(configuration: http) { context }
-                scheme = "https"
-            } else {
-                server = .http1(configuration: http)
-                scheme = "http"
-            }
-            let app = Application(
-                router: api.router(), server: server,
-                configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "fedpi-aggregator"),
-                onServerRunning: { channel in
-                    let port = channel.localAddress?.port ?? listen.port
-                    logger.info("dashboard and API at \(scheme)://\(listen.host):\(port)/")
-                    notifier.ready(status: ready + "; dashboard on port \(port)")
-                    await onListening(port)
-                },
-                logger: logger)
-            services.append(.init(service: app))
+    /// The HTTP server of the dashboard and API on `listen`: mutual TLS with the aggregator's own
+    /// certificate when the fleet has `[tls]`, plain HTTP otherwise (fleet.toml allows that on
+    /// loopback only, unless `insecure`).
+    func server(_ api: AggregatorAPI, at listen: (host: String, port: Int), identity: NodeInventory.Identity?,
+                loop: MultiThreadedEventLoopGroup, onListening: @escaping @Sendable (Int) async -> Void) throws -> some Service {
+        let http = HTTP1Channel.Configuration(idleTimeout: .seconds(30))
+        let server: HTTPServerBuilder
+        let scheme: String
+        if let identity {
+            let context = try NIOSSLContext(configuration: identity.material.serverConfiguration())
+            server = FleetTLSChannel.builder(configuration: http) { context }
+            scheme = "https"
         } else {
-            notifier.ready(status: ready)
+            server = .http1(configuration: http)
+            scheme = "http"
         }
-        // the runner is last: on SIGTERM it stops first, then the API, the evaluator and the prober;
-        // when it ends by itself (all rounds done) the others are shut down
-        services.append(.init(service: runner, successTerminationBehavior: .gracefullyShutdownGroup,
-                              failureTerminationBehavior: .gracefullyShutdownGroup))
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        do {
-            try await group.run()
-        } catch {
-            try? await client.shutdown()
-            throw error
-        }
-        try? await client.shutdown()
-        logger.info("done", metadata: ["peak_memory": "\(Format.mebibytes(ProcessMemory.peakResidentBytes))",
-                                       "cpu_seconds": "\(Format.fixed(ProcessMemory.cpuSeconds, 1))"])
-        return runner.finalPath.withLock { $0 }
+        let logger = self.logger
+        return Application(
+            router: api.router(), server: server,
+            configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "fedpi-aggregator"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? listen.port
+                logger.info("dashboard and API at \(scheme)://\(listen.host):\(port)/")
+                await onListening(port)
+            },
+            eventLoopGroupProvider: .shared(loop),
+            logger: logger)
     }
 
     /// Central evaluation on the aggregator's test set, with its own copy of the network, on a thread

@@ -1,3 +1,4 @@
+import FedPiPredict
 import FedPiTesting
 import Foundation
 import XCTest
@@ -15,7 +16,9 @@ final class CommandLineTests: XCTestCase {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fedpi")
     }
 
-    func fedpi(_ arguments: String...) throws -> Output {
+    func fedpi(_ arguments: String...) throws -> Output { try fedpi(arguments) }
+
+    func fedpi(_ arguments: [String]) throws -> Output {
         let p = Process()
         p.executableURL = executable
         p.arguments = arguments
@@ -87,6 +90,43 @@ final class CommandLineTests: XCTestCase {
         let truncated = try fedpi("train", "--data", dir)
         XCTAssertNotEqual(truncated.status, 0)
         XCTAssertTrue(truncated.stderr.contains(path) && truncated.stderr.contains("truncated"), truncated.stderr)
+    }
+
+    /// `fedpi predict` on test images by index, as a PNG and as 784 raw bytes: the same pixels give the
+    /// same answer, the trained model gets most labels right, and bad input is an error with the reason.
+    func testPredictImagesAndIndices() throws {
+        let dir = IDXFixtures.syntheticDirectory(train: 300, test: 20, gzip: true)
+        let model = dir + "/m.safetensors"
+        XCTAssertEqual(try fedpi("train", "--data", dir, "--model", "mnist-mlp", "--epochs", "4", "--save", model).status, 0)
+        let test = IDXFixtures.syntheticImages(count: 20, seed: 2)
+        let image = Array(test.pixels[0..<784])
+        let png = dir + "/zero.png", raw = dir + "/zero.u8"
+        IDXFixtures.write(ImageOutput.encode(image, width: 28, height: 28), to: png)
+        IDXFixtures.write(image, to: raw)
+        let r = try fedpi("predict", "--model", model, png, raw, "--data", dir, "--json", "--index", "0",
+                          "--index", "1", "--index", "2", "--index", "3", "--index", "4", "--index", "5")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = try r.stdout.split(separator: "\n").map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        XCTAssertEqual(lines.count, 8)
+        XCTAssertEqual(lines.map { $0["image"] as? String }, [png, raw] + (0..<6).map { "test[\($0)]" })
+        for line in lines {
+            XCTAssertEqual((line["probabilities"] as? [Double])?.reduce(0, +) ?? 0, 1, accuracy: 1e-6)
+        }
+        let classes = lines.map { $0["predicted_class"] as? Int }
+        XCTAssertEqual(classes[0], classes[2], "the PNG of test image 0 is predicted like test[0]")
+        XCTAssertEqual(classes[1], classes[2], "so are its raw bytes")
+        let right = lines[2...].filter { $0["predicted_class"] as? Int == $0["label"] as? Int }.count
+        XCTAssertGreaterThanOrEqual(right, 5, r.stdout)
+        let text = try fedpi("predict", "--model", model, "--data", dir, "--index", "0")
+        XCTAssertTrue(text.stdout.contains("test[0]: class \(classes[2]!)") && text.stdout.contains("(label \(test.labels[0])"), text.stdout)
+        // mistakes are named
+        IDXFixtures.write(Array("not an image".utf8), to: dir + "/bad.png")
+        for (args, reason) in [(["--model", model, dir + "/bad.png"], "not an image"), (["--model", model, "--data", dir, "--index", "20"], "outside"),
+                               (["--model", model], "give image files"), (["--model", dir + "/none", png], "none")] {
+            let e = try fedpi(["predict"] + args)
+            XCTAssertNotEqual(e.status, 0)
+            XCTAssertTrue(e.stderr.contains(reason), "\(args): \(e.stderr)")
+        }
     }
 
     func testSaveInspectConvertAndInit() throws {
