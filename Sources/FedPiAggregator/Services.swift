@@ -62,6 +62,7 @@ final class RoundRunner: Service, @unchecked Sendable {
     func rounds() async throws {
         let done = resumedAfter
         operations.completed(done, file: done > 0 ? checkpointPath : nil)
+        metrics.lastRound.set(Double(done))
         if done == 0, try history.attempts(of: 0) == 0 {
             // with central evaluation federation.evaluate is nil: the record comes back without metrics
             // and `finish` evaluates it beside round 1
