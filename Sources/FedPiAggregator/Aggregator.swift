@@ -11,6 +11,7 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import Logging
+import NIOCore
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
@@ -196,6 +197,8 @@ public final class Aggregator: @unchecked Sendable {
             await inventory.refresh(all: true)
             var lastNote = ContinuousClock.now - .seconds(60)
             while await inventory.onlineCount < config.minNodes {
+                // stopping: no one to ask (the runner drops this round)
+                if Task.isCancelled { return [] }
                 if ContinuousClock.now - lastNote > .seconds(10) {
                     lastNote = .now
                     let online = await inventory.onlineCount
@@ -239,7 +242,7 @@ public final class Aggregator: @unchecked Sendable {
             scheme = "http"
         }
         let logger = self.logger
-        return Application(
+        return APIServer(address: "\(listen.host):\(listen.port)", app: Application(
             router: api.router(), server: server,
             configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "fedpi-aggregator"),
             onServerRunning: { channel in
@@ -248,7 +251,7 @@ public final class Aggregator: @unchecked Sendable {
                 await onListening(port)
             },
             eventLoopGroupProvider: .shared(loop),
-            logger: logger)
+            logger: logger))
     }
 
     /// Central evaluation on the aggregator's test set, with its own copy of the network, on a thread
@@ -291,6 +294,23 @@ public final class Aggregator: @unchecked Sendable {
                 logger.warning("round \(round): central evaluation failed: \(error)")
                 return nil
             }
+        }
+    }
+}
+
+/// The dashboard and API server, whose failure to start says what to do about it.
+struct APIServer<App: Service>: Service {
+    let address: String
+    let app: App
+
+    func run() async throws {
+        do {
+            try await app.run()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            throw ConfigError("cannot serve the dashboard and API on \(address): the address is in use. "
+                              + "Set another listen in the fleet file (or --listen), or listen = \"off\"")
+        } catch let error as IOError {
+            throw ConfigError("cannot serve the dashboard and API on \(address): \(error)")
         }
     }
 }

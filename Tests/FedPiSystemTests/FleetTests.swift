@@ -76,6 +76,37 @@ final class FleetTests: XCTestCase {
         }
     }
 
+    /// With no node online the aggregator waits for them, and SIGTERM still stops it at once (the
+    /// wait once spun on a cancelled sleep instead); a dashboard port already in use is an error that
+    /// says so, not a hang.
+    func testStopsWhileWaitingForNodesAndExplainsABusyPort() throws {
+        fleet.ports["ghost"] = 9  // nothing listens there
+        try fleet.writeFleet(rounds: 2, minNodes: 1, centralTest: false)
+        try fleet.startAggregator()
+        try fleet.waitFor("the wait for nodes", timeout: 30) { fleet.aggregatorLog().contains("node ghost offline") }
+        let port = try XCTUnwrap(Int(try String(contentsOfFile: fleet.dir + "/api.port", encoding: .utf8)))
+        kill(fleet.aggregator!.processIdentifier, SIGTERM)
+        XCTAssertEqual(try fleet.waitForAggregator(timeout: 5), 0, fleet.aggregatorLog())
+        // the same port while something else holds it
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        XCTAssertEqual(bound, 0)
+        XCTAssertEqual(listen(holder, 1), 0)
+        try fleet.writeFleet(rounds: 2, minNodes: 1, centralTest: false, extra: "")
+        var text = try String(contentsOfFile: fleet.dir + "/fleet.toml", encoding: .utf8)
+        text = text.replacingOccurrences(of: "listen = \"127.0.0.1:0\"", with: "listen = \"127.0.0.1:\(port)\"")
+        try text.write(toFile: fleet.dir + "/fleet.toml", atomically: true, encoding: .utf8)
+        try fleet.startAggregator()
+        XCTAssertEqual(try fleet.waitForAggregator(timeout: 30), 1)
+        XCTAssertTrue(fleet.aggregatorLog().contains("cannot serve the dashboard and API on 127.0.0.1:\(port): the address is in use"),
+                      fleet.aggregatorLog())
+    }
+
     func testKilledWorkerDoesNotStallTheRoundAndRejoinsAfterRestart() throws {
         try startThree()
         try fleet.writeFleet(rounds: 4, minNodes: 2, roundTimeout: 120, grace: 2)
