@@ -107,6 +107,32 @@ final class FleetTests: XCTestCase {
                       fleet.aggregatorLog())
     }
 
+    /// keep_serving: after its last round the aggregator stays up; rounds added through the API run,
+    /// with the final model saved again, and survive a restart; then SIGTERM ends it with exit 0.
+    func testRoundsAddedThroughTheAPIRunAfterTheLastRound() throws {
+        try startThree()
+        try fleet.writeFleet(rounds: 1, minNodes: 3, extra: "keep_serving = true")
+        try fleet.startAggregator()
+        try fleet.waitFor("the last round", timeout: 120) { fleet.aggregatorLog().contains("all rounds done; serving the API") }
+        let port = try XCTUnwrap(Int(try String(contentsOfFile: fleet.dir + "/api.port", encoding: .utf8)))
+        let body = Array(#"{"action": "add_rounds", "rounds": 2}"#.utf8)
+        let answer = RawHTTP.exchange(port: port, head: "POST /api/v1/control HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.count)\r\n\r\n", body: body)
+        XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200") && answer.contains(#""target_rounds":3"#), answer)
+        try fleet.waitFor("the added rounds", timeout: 120) { (try? fleet.history().filter { $0.completed }.map(\.round)) == [0, 1, 2, 3] }
+        try fleet.waitFor("the final model of round 3", timeout: 30) {
+            (try? FileIO.read(fleet.stateDir + "/final.safetensors")).flatMap { try? SafetensorsFile.decode($0).metadata["round"] } == "3"
+        }
+        let fleetJSON = RawHTTP.exchange(port: port, head: "GET /api/v1/fleet HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertTrue(fleetJSON.contains(#""completed_rounds":3"#) && fleetJSON.contains(#""phase":"finished""#), fleetJSON)
+        kill(fleet.aggregator!.processIdentifier, SIGTERM)
+        XCTAssertEqual(try fleet.waitForAggregator(timeout: 10), 0, fleet.aggregatorLog())
+        // the added rounds are kept: a restart has nothing left to run
+        try fleet.startAggregator()
+        try fleet.waitFor("the restart", timeout: 60) { fleet.aggregatorLog().contains("all rounds done; serving the API") }
+        XCTAssertTrue(fleet.aggregatorLog().contains("rounds 4...3"), fleet.aggregatorLog())
+        XCTAssertEqual(try fleet.history().filter { $0.completed }.map(\.round), [0, 1, 2, 3])
+    }
+
     func testKilledWorkerDoesNotStallTheRoundAndRejoinsAfterRestart() throws {
         try startThree()
         try fleet.writeFleet(rounds: 4, minNodes: 2, roundTimeout: 120, grace: 2)
