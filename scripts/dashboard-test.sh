@@ -100,7 +100,7 @@ grep -q "stopped on SIGTERM" "$WORK/aggregator.log" || fail "no graceful stop in
 echo "SIGTERM: the aggregator exited 0 in $took ms"
 
 # the API under mutual TLS: the nodes need not exist for it to answer
-tls="$WORK/tls"
+tls="$PWD/$WORK/tls"
 "$BIN/fedpi" certs init --dir "$tls/ca" --name "dashboard test CA" --days 2 >/dev/null
 for r in aggregator observer admin worker; do "$BIN/fedpi" certs issue --ca "$tls/ca" --role "$r" --name "$r-1" --days 2 --out "$tls" >/dev/null; done
 {

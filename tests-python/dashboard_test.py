@@ -75,8 +75,10 @@ def shot(name):
 
 
 def states():
-    rows = driver.find_elements(By.CSS_SELECTOR, "#nodes tbody tr")
-    return {r.get_attribute("data-node"): r.find_element(By.CSS_SELECTOR, ".state").text for r in rows}
+    # read in one script: the table is rebuilt every 2 s, so elements found one call earlier go stale
+    return driver.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('#nodes tbody tr')]"
+        ".map(r => [r.dataset.node, r.querySelector('.state').textContent]))")
 
 
 def points():
