@@ -64,6 +64,7 @@ public final class Aggregator: @unchecked Sendable {
         await inventory.setOnTransition { node, state, detail in history.nodeEvent(node, state: state.rawValue, detail: detail) }
         let federation = makeFederation(model, client: client, inventory: inventory, operations: operations,
                                         workersEvaluate: central == nil, tls: identity != nil)
+        if let optimizer = federation.strategy as? FedOpt, done > 0 { try resume(optimizer, round: done, parameters: model.parameters.count) }
         let notifier = SystemdNotifier()
         let report: @Sendable (RoundRecord) -> Void = { r in
             print(RoundTable.row(r))
@@ -136,6 +137,23 @@ public final class Aggregator: @unchecked Sendable {
         let leftovers = FileIO.removeLeftovers(of: checkpointPath)
         if leftovers > 0 { logger.info("removed \(leftovers) partial checkpoint file(s) of a killed run") }
         return done
+    }
+
+    /// Restores a server optimizer's state of checkpoint `round`. Without one (the strategy changed
+    /// to a server optimizer mid-run) it starts afresh, which is logged; a damaged one is an error.
+    func resume(_ optimizer: FedOpt, round: Int, parameters: Int) throws {
+        let path = config.stateDir + "/" + ServerOptimizerFile.name(round: round)
+        guard FileManager.default.fileExists(atPath: path) else {
+            logger.warning("no \(optimizer.rule.rawValue) state for round \(round) in \(config.stateDir): the server optimizer starts afresh")
+            return
+        }
+        do {
+            optimizer.state = try ServerOptimizerFile.decode(try FileIO.read(path), rule: optimizer.rule, round: round,
+                                                             parameters: parameters)
+        } catch {
+            throw ConfigError("cannot resume the server optimizer from \(path): \(error). Move it away to restart its state")
+        }
+        logger.info("resuming \(optimizer.rule.rawValue) at step \(optimizer.state.step) from \(path)")
     }
 
     /// The HTTP client to the nodes and, with `[tls]`, the fleet identity it presents and checks.

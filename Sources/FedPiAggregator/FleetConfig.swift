@@ -61,6 +61,8 @@ public struct FleetConfig: Sendable {
     public var maxBackoff = 30.0
     public var strategy = "fedavg"
     public var mu = 0.01
+    /// The server optimizer's settings (fedavgm, fedadam, fedyogi).
+    public var server = FedOpt.Options()
     public var clipNorm: Double?
     /// Updates whose norm exceeds this many times the median update norm are rejected (0: off).
     public var maxNormRatio = 10.0
@@ -115,6 +117,11 @@ public struct FleetConfig: Sendable {
             strategy = v
         }
         if let v = try f.double("mu", in: 0...100) { mu = v }
+        if let v = try f.double("server_lr", in: 1e-9...10) { server.serverLR = Float(v) }
+        if let v = try f.double("server_momentum", in: 0...0.999) { server.momentum = Float(v) }
+        if let v = try f.double("beta1", in: 0...0.999) { server.beta1 = Float(v) }
+        if let v = try f.double("beta2", in: 0...0.99999) { server.beta2 = Float(v) }
+        if let v = try f.double("tau", in: 1e-12...1) { server.tau = Float(v) }
         clipNorm = try f.double("clip_norm", in: 1e-9...1e12)
         if let v = try f.double("max_norm_ratio", in: 0...1e9) { maxNormRatio = v }
         if let v = try f.string("encoding") {
@@ -183,7 +190,9 @@ public struct FleetConfig: Sendable {
         }
     }
 
-    public func makeStrategy() -> Strategy { Strategies.make(strategy, mu: mu, clipNorm: clipNorm) ?? FedAvg(clipNorm: clipNorm) }
+    public func makeStrategy() -> Strategy {
+        Strategies.make(strategy, mu: mu, clipNorm: clipNorm, server: server) ?? FedAvg(clipNorm: clipNorm)
+    }
 
     public var training: TrainingConfig {
         var c = TrainingConfig()

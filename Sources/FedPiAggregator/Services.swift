@@ -106,8 +106,15 @@ final class RoundRunner: Service, @unchecked Sendable {
             try Task.checkCancellation()
             // the checkpoint decides where a restart resumes; a crash before the history row loses the row, not the round
             if r.completed {
+                // a server optimizer's state first: whenever checkpoint R exists, so does the state that goes with it
+                let optimizer = federation.strategy as? FedOpt
+                if let optimizer {
+                    try FileIO.writeAtomically(ServerOptimizerFile.encode(optimizer.state, rule: optimizer.rule, round: round),
+                                               to: config.stateDir + "/" + ServerOptimizerFile.name(round: round))
+                }
                 try FileIO.writeAtomically(ModelFile.encode(weightsOf: federation.model, round: round), to: checkpointPath)
                 operations.completed(round, file: checkpointPath)
+                if optimizer != nil { try? FileManager.default.removeItem(atPath: config.stateDir + "/" + ServerOptimizerFile.name(round: round - 1)) }
             }
             metrics.record(r)
             try await finish(r)

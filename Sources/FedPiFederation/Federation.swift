@@ -224,6 +224,7 @@ public final class Federation: @unchecked Sendable {
                 completed = false
             } else {
                 model.parameters.load(next)
+                fold.commit()
                 referenceNorm = Federation.median(norms)
             }
         }

@@ -48,6 +48,8 @@ public class UpdateFold {
     public func add(_ update: NodeUpdate) { fatalError("subclass") }
     /// The new global model; only called after at least one `add`.
     public func result() -> [Float] { fatalError("subclass") }
+    /// The new model was accepted: a strategy with state (a server optimizer) keeps the step it took.
+    public func commit() {}
 }
 
 private final class KeepAll: UpdateFold {
@@ -144,18 +146,20 @@ public struct FedCenteredClip: Strategy {
 
 /// The strategies by the names the fleet file and `fedpi simulate` use.
 public enum Strategies {
-    public static let names = ["fedavg", "fedprox", "median", "trimmed-mean", "centered-clip", "async-merge"]
+    public static let names = ["fedavg", "fedprox", "median", "trimmed-mean", "centered-clip", "async-merge", "fedavgm", "fedadam", "fedyogi"]
 
-    /// nil for an unknown name. `mu` is FedProx's; `clipNorm` bounds FedAvg's updates.
-    public static func make(_ name: String, mu: Double = 0.01, clipNorm: Double? = nil) -> Strategy? {
+    /// nil for an unknown name. `mu` is FedProx's; `clipNorm` bounds FedAvg's updates; `server` sets
+    /// the server optimizers (fedavgm, fedadam, fedyogi).
+    public static func make(_ name: String, mu: Double = 0.01, clipNorm: Double? = nil, server: FedOpt.Options = .init()) -> Strategy? {
+        if let rule = FedOpt.Rule(rawValue: name) { return FedOpt(rule, options: server) }
         switch name {
-        case "fedavg": FedAvg(clipNorm: clipNorm)
-        case "fedprox": FedProx(mu: Float(mu))
-        case "median": FedMedian()
-        case "trimmed-mean": FedTrimmedMean(trim: 1)
-        case "centered-clip": FedCenteredClip()
-        case "async-merge": AsyncMerge()
-        default: nil
+        case "fedavg": return FedAvg(clipNorm: clipNorm)
+        case "fedprox": return FedProx(mu: Float(mu))
+        case "median": return FedMedian()
+        case "trimmed-mean": return FedTrimmedMean(trim: 1)
+        case "centered-clip": return FedCenteredClip()
+        case "async-merge": return AsyncMerge()
+        default: return nil
         }
     }
 }

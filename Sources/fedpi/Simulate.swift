@@ -37,11 +37,26 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: "Update encoding: f32, f16 or i8 (updates are deltas against the global model).")
     var encoding: String = "f16"
 
-    @Option(help: "Strategy: fedavg, fedprox, median, trimmed-mean, centered-clip, async-merge.")
+    @Option(help: "Strategy: fedavg, fedprox, median, trimmed-mean, centered-clip, async-merge, fedavgm, fedadam, fedyogi.")
     var strategy: String = "fedavg"
 
     @Option(help: "FedProx μ (with --strategy fedprox).")
     var mu: Float = 0.01
+
+    @Option(help: ArgumentHelp("Server learning rate of fedavgm (default 0.316), fedadam and fedyogi (default 0.00316).", valueName: "x"))
+    var serverLr: Float?
+
+    @Option(help: ArgumentHelp("Server momentum of fedavgm.", valueName: "x"))
+    var serverMomentum: Float = 0.9
+
+    @Option(help: ArgumentHelp("fedadam/fedyogi: first-moment decay.", valueName: "x"))
+    var beta1: Float = 0.9
+
+    @Option(help: ArgumentHelp("fedadam/fedyogi: second-moment decay.", valueName: "x"))
+    var beta2: Float = 0.99
+
+    @Option(help: ArgumentHelp("fedadam/fedyogi: adaptivity (added to the root of the second moment).", valueName: "x"))
+    var tau: Float = 1e-3
 
     @Option(help: "Fewest usable updates for a round to count (default: all workers).")
     var minNodes: Int?
@@ -65,6 +80,11 @@ struct Simulate: AsyncParsableCommand {
             throw ValidationError("--strategy must be one of \(Strategies.names.joined(separator: ", "))")
         }
         guard ModelZoo.names.contains(model) else { throw ValidationError(ModelZoo.UnknownModel(name: model).description) }
+        guard serverLr.map({ $0.isFinite && $0 > 0 && $0 <= 10 }) ?? true else { throw ValidationError("--server-lr must be in (0, 10]") }
+        guard (0..<1).contains(serverMomentum), (0..<1).contains(beta1), (0..<1).contains(beta2) else {
+            throw ValidationError("--server-momentum, --beta1 and --beta2 must be in [0, 1)")
+        }
+        guard tau.isFinite, tau > 0, tau <= 1 else { throw ValidationError("--tau must be in (0, 1]") }
     }
 
     func shards(_ labels: [Int]) throws -> [[Int]] {
@@ -89,7 +109,10 @@ struct Simulate: AsyncParsableCommand {
         let pool = Partition.sample(Array(0..<train.count), limit: limit, seed: seed)
         let pieces = try shards(pool.map { train.label(at: $0) }).map { $0.map { pool[$0] } }
         let workers = pieces.enumerated().map { LocalWorker(node: "worker-\($0.offset + 1)", model: model, data: train, indices: $0.element) }
-        let chosen = Strategies.make(strategy, mu: Double(mu)) ?? FedAvg()
+        var server = FedOpt.Options()
+        server.serverLR = serverLr
+        (server.momentum, server.beta1, server.beta2, server.tau) = (serverMomentum, beta1, beta2, tau)
+        let chosen = Strategies.make(strategy, mu: Double(mu), server: server) ?? FedAvg()
         var config = TrainingConfig()
         config.epochs = localEpochs
         config.batchSize = batchSize

@@ -41,10 +41,23 @@ final class FleetConfigTests: XCTestCase {
             seed = 9
             listen = ":9000"
             insecure = true
+            server_lr = 0.05
+            server_momentum = 0.8
+            beta1 = 0.85
+            beta2 = 0.995
+            tau = 0.0001
             keep_serving = true
             class_names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]
 
             """ + nodes)
+        XCTAssertEqual(c.server.serverLR, 0.05)
+        XCTAssertEqual(c.server.momentum, 0.8)
+        XCTAssertEqual(c.server.beta1, 0.85)
+        XCTAssertEqual(c.server.beta2, 0.995)
+        XCTAssertEqual(c.server.tau, 0.0001)
+        let adam = try XCTUnwrap(try FleetConfig(text: "strategy = \"fedadam\"\nserver_lr = 0.02\n" + nodes).makeStrategy() as? FedOpt)
+        XCTAssertEqual(adam.rule, .fedadam)
+        XCTAssertEqual(adam.lr, 0.02)
         XCTAssertEqual(c.listen?.host, "0.0.0.0")
         XCTAssertEqual(c.listen?.port, 9000)
         XCTAssertTrue(c.keepServing)
@@ -82,6 +95,8 @@ final class FleetConfigTests: XCTestCase {
             ("listen = \"0.0.0.0:8480\"\n" + nodes, "refusing to serve the API over plain HTTP"),
             ("listen = \"127.0.0.1:99999\"\n" + nodes, "listen address"),
             ("class_names = [\"a\"]\n" + nodes, "class_names needs 10 names"),
+            ("beta2 = 1\n" + nodes, "beta2 must be a number"),
+            ("server_lr = 0\n" + nodes, "server_lr must be a number"),
         ]
         for (text, expected) in cases {
             XCTAssertThrowsError(try FleetConfig(text: text), expected) { error in

@@ -133,6 +133,29 @@ final class FleetTests: XCTestCase {
         XCTAssertEqual(try fleet.history().filter { $0.completed }.map(\.round), [0, 1, 2, 3])
     }
 
+    /// A server optimizer's state is kept beside each checkpoint: an aggregator stopped after round 2
+    /// and started again ends round 3 with the same weights, bit for bit, as one that ran 3 rounds at once.
+    func testFedAdamResumesBitForBit() throws {
+        func run(_ fleet: FleetHarness, stops: [Int]) throws -> [UInt8] {
+            for (name, classes) in [("w1", "0-3"), ("w2", "4-6"), ("w3", "7-9")] { try fleet.startWorker(name, classes: classes) }
+            for rounds in stops {
+                try fleet.writeFleet(rounds: rounds, minNodes: 3, centralTest: false, extra: "strategy = \"fedadam\"\nserver_lr = 0.01")
+                try fleet.startAggregator()
+                XCTAssertEqual(try fleet.waitForAggregator(timeout: 180), 0, fleet.aggregatorLog())
+            }
+            let files = try FileManager.default.contentsOfDirectory(atPath: fleet.stateDir).filter { $0.hasPrefix("server-optimizer-") }
+            XCTAssertEqual(files, ["server-optimizer-3.safetensors"], "only the state of the last checkpoint is kept")
+            return try FileIO.read(fleet.stateDir + "/checkpoint.safetensors")
+        }
+        let other = FleetHarness(model: "mnist-mlp")
+        defer { other.stopAll() }
+        fleet = FleetHarness(model: "mnist-mlp")
+        let straight = try run(other, stops: [3])
+        let resumed = try run(fleet, stops: [2, 3])
+        XCTAssertTrue(fleet.aggregatorLog().contains("resuming fedadam at step 2"), fleet.aggregatorLog())
+        XCTAssertEqual(resumed, straight, "the resumed run's checkpoint is the uninterrupted one's")
+    }
+
     func testKilledWorkerDoesNotStallTheRoundAndRejoinsAfterRestart() throws {
         try startThree()
         try fleet.writeFleet(rounds: 4, minNodes: 2, roundTimeout: 120, grace: 2)
