@@ -196,6 +196,7 @@ public final class Aggregator: @unchecked Sendable {
         let federation = Federation(model: model, strategy: config.makeStrategy(), workers: workers, minNodes: config.minNodes,
                                     config: config.training)
         federation.concurrent = true
+        federation.learningRateDecay = Float(config.learningRateDecay)
         federation.maxNormRatio = config.maxNormRatio > 0 ? config.maxNormRatio : nil
         federation.roundTimeout = .milliseconds(Int64(config.roundTimeout * 1000))
         if workersEvaluate {

@@ -47,6 +47,8 @@ public struct FleetConfig: Sendable {
     public var batchSize = 64
     public var learningRate = 0.01
     public var momentum = 0.9
+    /// The workers' learning rate is multiplied by this each round (1: constant).
+    public var learningRateDecay = 1.0
     /// Fewest usable updates for a round to count.
     public var minNodes = 1
     /// Share of the online nodes asked each round (at least `minNodes` of them).
@@ -104,6 +106,7 @@ public struct FleetConfig: Sendable {
         if let v = try f.int("batch_size", in: 1...4096) { batchSize = v }
         if let v = try f.double("learning_rate", in: 1e-9...10) { learningRate = v }
         if let v = try f.double("momentum", in: 0...0.999) { momentum = v }
+        if let v = try f.double("lr_decay", in: 0.5...1) { learningRateDecay = v }
         if let v = try f.int("min_nodes", in: 1...100_000) { minNodes = v }
         if let v = try f.double("fraction", in: 0.001...1) { fraction = v }
         if let v = try f.double("round_timeout", in: 1...86_400) { roundTimeout = v }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import FedPiEngine
 import FedPiTraining
 import FedPiWire
@@ -103,11 +106,24 @@ public final class Federation: @unchecked Sendable {
         return record
     }
 
-    /// The global model file sent for `round`: f16 (f32 when updates are f32 too), with the training
-    /// config in its metadata.
+    /// The workers' learning rate is multiplied by this once per round: round r trains with
+    /// learning_rate · decay^(r−1) (1: constant).
+    public var learningRateDecay: Float = 1
+
+    /// The training config of `round`: the strategy's proximal term, the decayed learning rate.
+    public func roundConfig(_ round: Int) -> TrainingConfig {
+        var c = config
+        c.proximalMu = strategy.proximalMu
+        if learningRateDecay != 1 {
+            c.learningRate = max(1e-7, config.learningRate * Float(pow(Double(learningRateDecay), Double(max(0, round - 1)))))
+        }
+        return c
+    }
+
+    /// The global model file sent for `round`: f16 (f32 when updates are f32 too), with the round's
+    /// training config in its metadata.
     public func globalPayload(round: Int) -> [UInt8] {
-        var config = self.config
-        config.proximalMu = strategy.proximalMu
+        let config = roundConfig(round)
         let downEncoding: Encoding = config.encoding == .f32 ? .f32 : .f16
         return ModelFile.encode(weightsOf: model, encoding: downEncoding, round: round, extra: config.metadata)
     }
@@ -118,9 +134,7 @@ public final class Federation: @unchecked Sendable {
         let clock = ContinuousClock(), start = clock.now
         let global = model.parameters.flatValues
         let payload = globalPayload(round: round)
-        var roundConfig = self.config
-        roundConfig.proximalMu = strategy.proximalMu
-        let config = roundConfig
+        let config = roundConfig(round)
         let chosen = await select?(round) ?? workers
         let fold = strategy.fold(global: global)
         var participants: [Participation] = [], failures: [NodeFailure] = []

@@ -43,6 +43,9 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: "FedProx μ (with --strategy fedprox).")
     var mu: Float = 0.01
 
+    @Option(help: ArgumentHelp("The workers' learning rate is multiplied by this each round (0.5...1; 1: constant).", valueName: "x"))
+    var lrDecay: Float = 1
+
     @Option(help: ArgumentHelp("Server learning rate of fedavgm (default 0.316), fedadam and fedyogi (default 0.00316).", valueName: "x"))
     var serverLr: Float?
 
@@ -85,6 +88,7 @@ struct Simulate: AsyncParsableCommand {
             throw ValidationError("--server-momentum, --beta1 and --beta2 must be in [0, 1)")
         }
         guard tau.isFinite, tau > 0, tau <= 1 else { throw ValidationError("--tau must be in (0, 1]") }
+        guard lrDecay >= 0.5, lrDecay <= 1 else { throw ValidationError("--lr-decay must be in [0.5, 1]") }
     }
 
     func shards(_ labels: [Int]) throws -> [[Int]] {
@@ -121,6 +125,7 @@ struct Simulate: AsyncParsableCommand {
         config.seed = seed
         let net = try ModelZoo.make(model, seed: seed)
         let federation = Federation(model: net, strategy: chosen, workers: workers, minNodes: minNodes ?? workers.count, config: config)
+        federation.learningRateDecay = lrDecay
         let testIndices = Array(0..<min(test.count, testLimit ?? test.count))
         federation.evaluate = { try Trainer.evaluate($0, on: test, indices: testIndices) }
         print("\(model), \(workers.count) workers (" + pieces.map { String($0.count) }.joined(separator: "/") + " samples), "

@@ -42,6 +42,7 @@ final class FleetConfigTests: XCTestCase {
             listen = ":9000"
             insecure = true
             server_lr = 0.05
+            lr_decay = 0.95
             server_momentum = 0.8
             beta1 = 0.85
             beta2 = 0.995
@@ -50,6 +51,7 @@ final class FleetConfigTests: XCTestCase {
             class_names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]
 
             """ + nodes)
+        XCTAssertEqual(c.learningRateDecay, 0.95)
         XCTAssertEqual(c.server.serverLR, 0.05)
         XCTAssertEqual(c.server.momentum, 0.8)
         XCTAssertEqual(c.server.beta1, 0.85)

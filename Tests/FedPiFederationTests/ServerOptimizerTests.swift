@@ -108,4 +108,18 @@ final class ServerOptimizerTests: XCTestCase {
             XCTAssertEqual((resumed.strategy as! FedOpt).state, (straight.strategy as! FedOpt).state, rule.rawValue)
         }
     }
+
+    /// The client learning-rate decay: round r's task carries learning_rate · decay^(r−1).
+    func testLearningRateDecaysPerRoundInTheTask() throws {
+        var config = TrainingConfig()
+        config.learningRate = 0.1
+        let f = Federation(model: try ModelZoo.make("mnist-mlp", seed: 1), strategy: FedAvg(), workers: [], minNodes: 1, config: config)
+        XCTAssertEqual(f.roundConfig(3).learningRate, 0.1)
+        f.learningRateDecay = 0.9
+        for (round, expected) in [(1, 0.1), (2, 0.09), (3, 0.081)] {
+            XCTAssertEqual(f.roundConfig(round).learningRate, Float(expected), accuracy: 1e-7)
+            let sent = try SafetensorsFile.decode(f.globalPayload(round: round)).metadata
+            XCTAssertEqual(try TrainingConfig(metadata: sent).learningRate, Float(expected), accuracy: 1e-7)
+        }
+    }
 }
