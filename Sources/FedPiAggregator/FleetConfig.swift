@@ -49,6 +49,10 @@ public struct FleetConfig: Sendable {
     public var momentum = 0.9
     /// The workers' learning rate is multiplied by this each round (1: constant).
     public var learningRateDecay = 1.0
+    /// The workers' local loss (ce, or the label-skew-aware fedrs / fedlc).
+    public var loss: LocalLoss = .crossEntropy
+    /// At most this many local steps per round (nil: full epochs).
+    public var localSteps: Int?
     /// Fewest usable updates for a round to count.
     public var minNodes = 1
     /// Share of the online nodes asked each round (at least `minNodes` of them).
@@ -107,6 +111,14 @@ public struct FleetConfig: Sendable {
         if let v = try f.double("learning_rate", in: 1e-9...10) { learningRate = v }
         if let v = try f.double("momentum", in: 0...0.999) { momentum = v }
         if let v = try f.double("lr_decay", in: 0.5...1) { learningRateDecay = v }
+        localSteps = try f.int("local_steps", in: 1...10_000_000)
+        let alpha = try f.double("fedrs_alpha", in: 0...1) ?? 0.5, tau = try f.double("fedlc_tau", in: 0...100) ?? 1
+        if let v = try f.string("loss") {
+            guard let l = LocalLoss.make(v, alpha: Float(alpha), tau: Float(tau)) else {
+                throw ConfigError("\(path): loss \(v) is not one of \(LocalLoss.names.joined(separator: ", "))")
+            }
+            loss = l
+        }
         if let v = try f.int("min_nodes", in: 1...100_000) { minNodes = v }
         if let v = try f.double("fraction", in: 0.001...1) { fraction = v }
         if let v = try f.double("round_timeout", in: 1...86_400) { roundTimeout = v }
@@ -203,6 +215,8 @@ public struct FleetConfig: Sendable {
         c.batchSize = batchSize
         c.learningRate = Float(learningRate)
         c.momentum = Float(momentum)
+        c.loss = loss
+        c.localSteps = localSteps
         c.encoding = encoding
         c.seed = seed
         return c

@@ -44,9 +44,14 @@ public struct TrainingOptions: Sendable {
     public var microBatch: Int
     /// FedProx's μ: adds (μ/2)·‖w − w₀‖² to the loss, w₀ being the weights `train` started from.
     public var proximalMu: Float
+    /// A change of the logits in the training loss (FedRS, FedLC), or nil: plain cross-entropy.
+    public var logitAdjustment: LogitAdjustment?
+    /// Stop after this many optimizer steps in all, even within an epoch (nil: all `epochs`).
+    public var maxSteps: Int?
 
     public init(epochs: Int = 1, batchSize: Int = 64, learningRate: Float = 0.01, optimizer: OptimizerChoice = .sgd(momentum: 0.9),
-                weightDecay: Float = 0, seed: UInt64 = 1, lanes: Int? = nil, microBatch: Int = 16, proximalMu: Float = 0) {
+                weightDecay: Float = 0, seed: UInt64 = 1, lanes: Int? = nil, microBatch: Int = 16, proximalMu: Float = 0,
+                logitAdjustment: LogitAdjustment? = nil, maxSteps: Int? = nil) {
         self.epochs = epochs
         self.batchSize = batchSize
         self.learningRate = learningRate
@@ -56,6 +61,8 @@ public struct TrainingOptions: Sendable {
         self.lanes = lanes
         self.microBatch = microBatch
         self.proximalMu = proximalMu
+        self.logitAdjustment = logitAdjustment
+        self.maxSteps = maxSteps
     }
 }
 
@@ -152,19 +159,23 @@ public final class Trainer {
         let clock = ContinuousClock()
         let runStart = clock.now
         var summaries: [EpochSummary] = []
-        var runSamples = 0
-        let runTotal = order.count * options.epochs
+        var runSamples = 0, steps = 0
+        let epochs = max(1, options.epochs), stepsPerEpoch = (order.count + batch - 1) / batch
+        let stepLimit = min(max(1, options.maxSteps ?? Int.max), stepsPerEpoch * epochs)
+        let runTotal = stepLimit / stepsPerEpoch * order.count + stepLimit % stepsPerEpoch * batch
         let blasThreads = GEMM.singleThreaded(if: lanes.count > 1 || options.lanes != nil)  // explicit lanes: that many cores in all
         defer { GEMM.threads = blasThreads }
         anchor = options.proximalMu > 0 ? model.parameters.flatValues : []
-        for epoch in 1...max(1, options.epochs) {
+        for epoch in 1...epochs where steps < stepLimit {
             Trainer.shuffle(&order, using: &shuffler)
             let epochStart = clock.now
             var lossSum = 0.0, correct = 0, seen = 0
             var start = 0
-            while start < order.count {
+            let epochTotal = min(order.count, (stepLimit - steps) * batch)
+            while start < order.count && steps < stepLimit {
                 let slice = order[start..<min(order.count, start + batch)]
                 let result = step(slice, data)
+                steps += 1
                 lossSum += result.lossSum
                 correct += result.correct
                 seen += slice.count
@@ -173,7 +184,7 @@ public final class Trainer {
                 if let progress {
                     let elapsed = Trainer.seconds(clock.now - runStart)
                     try progress(TrainingProgress(
-                        epoch: epoch, epochs: options.epochs, epochSamples: seen, epochTotal: order.count,
+                        epoch: epoch, epochs: epochs, epochSamples: seen, epochTotal: epochTotal,
                         runSamples: runSamples, runTotal: runTotal, loss: lossSum / Double(seen),
                         accuracy: Double(correct) / Double(seen),
                         samplesPerSecond: Double(runSamples) / max(elapsed, 1e-9), elapsedSeconds: elapsed))
@@ -196,7 +207,7 @@ public final class Trainer {
         let share = { (r: Int) in
             slice[(slice.startIndex + r * slice.count / active)..<(slice.startIndex + (r + 1) * slice.count / active)]
         }
-        let micro = max(1, options.microBatch)
+        let micro = max(1, options.microBatch), adjustment = options.logitAdjustment
         Parallel.run(active) { r in
             let lane = lanes[r], mine = share(r)
             lane.model.parameters.zeroGradients()
@@ -208,7 +219,8 @@ public final class Trainer {
                 data.fillBatch(part, normalization: lane.model.normalization, into: lane.input, labels: &lane.labels)
                 let logits = lane.model.forward(lane.input, training: true)
                 let result = lane.labels.withUnsafeBufferPointer {
-                    SoftmaxCrossEntropy.evaluate(logits: logits, labels: $0, gradient: lane.gradLogits, gradientScale: scale)
+                    SoftmaxCrossEntropy.evaluate(logits: logits, labels: $0, gradient: lane.gradLogits, gradientScale: scale,
+                                                 adjustment: adjustment)
                 }
                 lane.model.backward(lane.gradLogits)
                 lane.result.add(result)

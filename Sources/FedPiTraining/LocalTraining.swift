@@ -1,6 +1,55 @@
 import FedPiEngine
 import FedPiWire
 
+/// The local training loss. The skew-aware ones change the logits by the node's own class counts, which
+/// helps when each node holds only some of the classes (label skew) and costs nothing otherwise.
+public enum LocalLoss: Sendable, Equatable {
+    /// Plain softmax cross-entropy.
+    case crossEntropy
+    /// FedRS: the logits of the classes the node lacks are scaled by alpha (0...1; 0.5 in the paper).
+    case fedRS(alpha: Float)
+    /// FedLC: logit c is lowered by tau·n_c^(−1/4); classes the node lacks leave the softmax.
+    case fedLC(tau: Float)
+
+    public static let names = ["ce", "fedrs", "fedlc"]
+
+    public var name: String {
+        switch self {
+        case .crossEntropy: return "ce"
+        case .fedRS: return "fedrs"
+        case .fedLC: return "fedlc"
+        }
+    }
+
+    /// `name` with its parameter: "ce", "fedrs(alpha 0.5)", "fedlc(tau 1.0)".
+    public var label: String {
+        switch self {
+        case .crossEntropy: return "ce"
+        case .fedRS(let alpha): return "fedrs(alpha \(alpha))"
+        case .fedLC(let tau): return "fedlc(tau \(tau))"
+        }
+    }
+
+    /// Builds the loss named `name` with its parameter (alpha for fedrs, tau for fedlc); nil for an unknown name.
+    public static func make(_ name: String, alpha: Float = 0.5, tau: Float = 1) -> LocalLoss? {
+        switch name {
+        case "ce": return .crossEntropy
+        case "fedrs": return .fedRS(alpha: alpha)
+        case "fedlc": return .fedLC(tau: tau)
+        default: return nil
+        }
+    }
+
+    /// The logit change for a node with these class counts (nil: none).
+    public func adjustment(counts: [Int]) -> LogitAdjustment? {
+        switch self {
+        case .crossEntropy: return nil
+        case .fedRS(let alpha): return .fedRS(counts: counts, alpha: alpha)
+        case .fedLC(let tau): return .fedLC(counts: counts, tau: tau)
+        }
+    }
+}
+
 /// What the aggregator tells a worker to do with the global model it sends.
 public struct TrainingConfig: Sendable {
     public var epochs = 1
@@ -8,6 +57,9 @@ public struct TrainingConfig: Sendable {
     public var learningRate: Float = 0.01
     public var momentum: Float = 0.9
     public var proximalMu: Float = 0
+    public var loss: LocalLoss = .crossEntropy
+    /// At most this many optimizer steps per round (nil: `epochs` full epochs).
+    public var localSteps: Int?
     /// Encoding of the update the worker returns (always a delta).
     public var encoding: Encoding = .f16
     public var seed: UInt64 = 1
@@ -18,6 +70,16 @@ public struct TrainingConfig: Sendable {
         ["train.epochs": String(epochs), "train.batch_size": String(batchSize), "train.lr": learningRate.description,
          "train.momentum": momentum.description, "train.mu": proximalMu.description, "train.encoding": encoding.rawValue,
          "train.seed": String(seed)]
+            .merging(lossMetadata) { a, _ in a }
+            .merging(localSteps.map { ["train.local_steps": String($0)] } ?? [:]) { a, _ in a }
+    }
+
+    private var lossMetadata: [String: String] {
+        switch loss {
+        case .crossEntropy: return [:]
+        case .fedRS(let alpha): return ["train.loss": "fedrs", "train.fedrs_alpha": alpha.description]
+        case .fedLC(let tau): return ["train.loss": "fedlc", "train.fedlc_tau": tau.description]
+        }
     }
 
     /// Reads a config sent by an aggregator; missing entries keep their defaults, bad ones are errors.
@@ -34,6 +96,12 @@ public struct TrainingConfig: Sendable {
         if let v = try value("mu", { Float($0) }, { $0.isFinite && $0 >= 0 && $0 <= 100 }, "a FedProx mu in [0, 100]") { proximalMu = v }
         if let v = try value("encoding", { Encoding(rawValue: $0) }, { _ in true }, "f32, f16 or i8") { encoding = v }
         if let v = try value("seed", { UInt64($0) }, { _ in true }, "an unsigned integer") { seed = v }
+        if let v = try value("local_steps", { Int($0) }, { (1...10_000_000).contains($0) }, "an integer in 1...10000000") { localSteps = v }
+        let alpha = try value("fedrs_alpha", { Float($0) }, { $0 >= 0 && $0 <= 1 }, "a FedRS alpha in [0, 1]") ?? 0.5
+        let tau = try value("fedlc_tau", { Float($0) }, { $0 >= 0 && $0 <= 100 }, "a FedLC tau in [0, 100]") ?? 1
+        if let v = try value("loss", { LocalLoss.make($0, alpha: alpha, tau: tau) }, { _ in true }, "one of \(LocalLoss.names.joined(separator: ", "))") {
+            loss = v
+        }
     }
 }
 
@@ -73,9 +141,14 @@ public struct LocalTraining: @unchecked Sendable {
         let seed = config.seed &* 1_000_003 &+ UInt64(round) &* 7919 &+ UInt64(abs(node.hashValueStable))
         var lastLoss: Double?
         do {
+            var counts = [Int](repeating: 0, count: net.classes)
+            if config.loss != .crossEntropy {
+                for i in indices { let l = data.label(at: i); if l >= 0 && l < counts.count { counts[l] += 1 } }
+            }
             let trainer = Trainer(model: net, options: TrainingOptions(
                 epochs: config.epochs, batchSize: config.batchSize, learningRate: config.learningRate,
-                optimizer: .sgd(momentum: config.momentum), seed: seed, lanes: lanes, proximalMu: config.proximalMu))
+                optimizer: .sgd(momentum: config.momentum), seed: seed, lanes: lanes, proximalMu: config.proximalMu,
+                logitAdjustment: config.loss.adjustment(counts: counts), maxSteps: config.localSteps))
             try trainer.train(on: data, indices: indices) { p in
                 lastLoss = p.loss
                 try progress?(p)

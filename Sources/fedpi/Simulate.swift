@@ -43,6 +43,18 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: "FedProx μ (with --strategy fedprox).")
     var mu: Float = 0.01
 
+    @Option(help: ArgumentHelp("Local loss: ce, or for label skew fedrs (--fedrs-alpha) or fedlc (--fedlc-tau).", valueName: "name"))
+    var loss: String = "ce"
+
+    @Option(help: ArgumentHelp("FedRS: scale of the logits of classes a worker lacks (0...1).", valueName: "x"))
+    var fedrsAlpha: Float = 0.5
+
+    @Option(help: ArgumentHelp("FedLC: calibration strength tau (logit c lowered by tau·n_c^-1/4).", valueName: "x"))
+    var fedlcTau: Float = 1
+
+    @Option(help: ArgumentHelp("At most this many local steps per round (default: full epochs).", valueName: "n"))
+    var localSteps: Int?
+
     @Option(help: ArgumentHelp("The workers' learning rate is multiplied by this each round (0.5...1; 1: constant).", valueName: "x"))
     var lrDecay: Float = 1
 
@@ -88,6 +100,9 @@ struct Simulate: AsyncParsableCommand {
             throw ValidationError("--server-momentum, --beta1 and --beta2 must be in [0, 1)")
         }
         guard tau.isFinite, tau > 0, tau <= 1 else { throw ValidationError("--tau must be in (0, 1]") }
+        guard LocalLoss.names.contains(loss) else { throw ValidationError("--loss must be one of \(LocalLoss.names.joined(separator: ", "))") }
+        guard (0...1).contains(fedrsAlpha), (0...100).contains(fedlcTau) else { throw ValidationError("--fedrs-alpha must be in [0, 1], --fedlc-tau in [0, 100]") }
+        guard localSteps.map({ $0 >= 1 }) ?? true else { throw ValidationError("--local-steps must be at least 1") }
         guard lrDecay >= 0.5, lrDecay <= 1 else { throw ValidationError("--lr-decay must be in [0.5, 1]") }
     }
 
@@ -121,6 +136,8 @@ struct Simulate: AsyncParsableCommand {
         config.epochs = localEpochs
         config.batchSize = batchSize
         config.learningRate = lr
+        config.loss = LocalLoss.make(loss, alpha: fedrsAlpha, tau: fedlcTau)!
+        config.localSteps = localSteps
         config.encoding = Encoding(rawValue: encoding)!
         config.seed = seed
         let net = try ModelZoo.make(model, seed: seed)
@@ -129,7 +146,8 @@ struct Simulate: AsyncParsableCommand {
         let testIndices = Array(0..<min(test.count, testLimit ?? test.count))
         federation.evaluate = { try Trainer.evaluate($0, on: test, indices: testIndices) }
         print("\(model), \(workers.count) workers (" + pieces.map { String($0.count) }.joined(separator: "/") + " samples), "
-              + "\(chosen.name), \(encoding) deltas, \(localEpochs) local epoch(s), \(rounds) rounds")
+              + "\(chosen.name), \(config.loss.label) loss, \(encoding) deltas, \(localEpochs) local epoch(s)"
+              + (localSteps.map { " of at most \($0) steps" } ?? "") + ", \(rounds) rounds")
         print(RoundTable.header)
         federation.onRound = { print(RoundTable.row($0)) }
         _ = try await federation.evaluateInitial()

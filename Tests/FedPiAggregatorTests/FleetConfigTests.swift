@@ -48,10 +48,19 @@ final class FleetConfigTests: XCTestCase {
             beta2 = 0.995
             tau = 0.0001
             keep_serving = true
+            loss = "fedrs"
+            fedrs_alpha = 0.3
+            local_steps = 120
             class_names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]
 
             """ + nodes)
         XCTAssertEqual(c.learningRateDecay, 0.95)
+        XCTAssertEqual(c.training.loss, .fedRS(alpha: 0.3))
+        XCTAssertEqual(c.training.localSteps, 120)
+        XCTAssertEqual(try FleetConfig(text: "loss = \"fedlc\"\nfedlc_tau = 2\n" + nodes).training.loss, .fedLC(tau: 2))
+        XCTAssertThrowsError(try FleetConfig(text: "loss = \"focal\"\n" + nodes)) { XCTAssertTrue("\($0)".contains("loss focal"), "\($0)") }
+        XCTAssertThrowsError(try FleetConfig(text: "fedrs_alpha = 2\n" + nodes))
+        XCTAssertThrowsError(try FleetConfig(text: "local_steps = 0\n" + nodes))
         XCTAssertEqual(c.server.serverLR, 0.05)
         XCTAssertEqual(c.server.momentum, 0.8)
         XCTAssertEqual(c.server.beta1, 0.85)

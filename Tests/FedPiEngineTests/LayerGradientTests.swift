@@ -76,6 +76,47 @@ final class LayerGradientTests: XCTestCase {
         XCTAssertEqual(r.correct, 1)
     }
 
+    /// FedRS and FedLC: the gradient of the adjusted loss matches finite differences, for present and
+    /// absent classes; hand-worked values for both.
+    func testSkewAwareLossGradients() {
+        var g = SeededGenerator(seed: 11)
+        let n = 5, c = 6
+        let counts = [5, 0, 20, 1, 0, 7]
+        let logits = (0..<(n * c)).map { _ in g.nextUnitFloat() * 4 - 2 }
+        let labels: [Int32] = [0, 2, 3, 5, 2]
+        for adjustment in [LogitAdjustment.fedRS(counts: counts, alpha: 0.3), .fedRS(counts: counts, alpha: 0),
+                           .fedLC(counts: counts, tau: 1.5), .fedLC(counts: counts, tau: 0)] {
+            func loss(_ l: [Float]) -> Double {
+                labels.withUnsafeBufferPointer {
+                    SoftmaxCrossEntropy.evaluate(logits: Tensor(shape: [n, c], values: l), labels: $0, adjustment: adjustment).lossSum / Double(n)
+                }
+            }
+            let grad = Tensor(shape: [0])
+            let r = labels.withUnsafeBufferPointer {
+                SoftmaxCrossEntropy.evaluate(logits: Tensor(shape: [n, c], values: logits), labels: $0, gradient: grad, adjustment: adjustment)
+            }
+            XCTAssertTrue(r.lossSum.isFinite)
+            let h: Float = 1e-2
+            for i in 0..<(n * c) {
+                var p = logits, m = logits
+                p[i] += h; m[i] -= h
+                let numeric = Float((loss(p) - loss(m)) / Double(2 * h))
+                XCTAssertEqual(grad.data[i], numeric, accuracy: 1e-3, "\(adjustment) d/dlogit[\(i)]")
+            }
+        }
+        func one(_ logits: [Float], _ adjustment: LogitAdjustment) -> Double {
+            [Int32(0)].withUnsafeBufferPointer {
+                SoftmaxCrossEntropy.evaluate(logits: Tensor(shape: [1, logits.count], values: logits), labels: $0, adjustment: adjustment).lossSum
+            }
+        }
+        // FedRS α = 0: the absent class's logit 3 counts as 0 → ln(1 + e^-3)
+        XCTAssertEqual(one([3, 3], .fedRS(counts: [1, 0], alpha: 0)), log(1 + exp(-3.0)), accuracy: 1e-5)
+        // FedLC τ = 2, counts 16 and 1: offsets 2·16^-1/4 = 1 and 2 → logits 2 and 1 → ln(1 + e^-1)
+        XCTAssertEqual(one([3, 3], .fedLC(counts: [16, 1], tau: 2)), log(1 + exp(-1.0)), accuracy: 1e-5)
+        // FedLC, the other class absent: the label is alone in the softmax → loss 0
+        XCTAssertEqual(one([3, 9], .fedLC(counts: [4, 0], tau: 1)), 0, accuracy: 1e-6)
+    }
+
     /// A whole small network, gradient of the real loss with respect to every parameter.
     func testWholeNetworkThroughLoss() throws {
         try checkWholeNetwork([

@@ -114,6 +114,44 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(seen, [30, 60, 90, 100, 130, 160, 190, 200])
     }
 
+    /// local_steps: training stops after that many steps, inside an epoch or across epochs, and the
+    /// progress totals say so.
+    func testMaxStepsCapsTraining() throws {
+        let data = try synthetic(100, seed: 5)
+        for (steps, expected) in [(2, [30, 60]), (5, [30, 60, 90, 100, 130]), (50, [30, 60, 90, 100, 130, 160, 190, 200])] {
+            var seen: [Int] = [], totals: Set<Int> = []
+            let summaries = try Trainer(model: try ModelZoo.make("mnist-mlp"), options: .init(epochs: 2, batchSize: 30, maxSteps: steps))
+                .train(on: data) { p in
+                    seen.append(p.runSamples)
+                    totals.insert(p.runTotal)
+                }
+            XCTAssertEqual(seen, expected, "maxSteps \(steps)")
+            XCTAssertEqual(totals, [expected.last!], "maxSteps \(steps)")
+            XCTAssertEqual(summaries.count, expected.last! > 100 ? 2 : 1)
+        }
+    }
+
+    /// FedLC with a class the node lacks: that class's weights get no gradient from the loss (it is out
+    /// of the softmax), while plain cross-entropy pushes them down.
+    func testSkewAwareLossLeavesAbsentClassesAlone() throws {
+        let all = try synthetic(200, seed: 6)
+        let present = (0..<all.count).filter { all.label(at: $0) < 5 }
+        var counts = [Int](repeating: 0, count: 10)
+        for i in present { counts[all.label(at: i)] += 1 }
+        func absentBiasChange(_ adjustment: LogitAdjustment?) throws -> Float {
+            let model = try ModelZoo.make("mnist-mlp", seed: 2)
+            let entry = model.parameters.entries.last!  // the last layer's bias
+            let before = Array(model.parameters.flatValues[entry.offset..<(entry.offset + entry.count)])
+            try Trainer(model: model, options: .init(epochs: 1, batchSize: 20, optimizer: .sgd(momentum: 0), logitAdjustment: adjustment))
+                .train(on: all, indices: present)
+            let after = Array(model.parameters.flatValues[entry.offset..<(entry.offset + entry.count)])
+            return (5..<10).map { abs(after[$0] - before[$0]) }.max()!
+        }
+        XCTAssertEqual(try absentBiasChange(.fedLC(counts: counts, tau: 1)), 0)
+        XCTAssertGreaterThan(try absentBiasChange(nil), 1e-3)
+        XCTAssertGreaterThan(try absentBiasChange(.fedRS(counts: counts, alpha: 0.5)), 0)
+    }
+
     func testRejectsLabelsTheModelCannotPredict() throws {
         let data = try LabeledImages(height: 28, width: 28, pixels: [UInt8](repeating: 0, count: 784 * 2), labels: [3, 12])
         XCTAssertThrowsError(try Trainer(model: try ModelZoo.make("mnist-mlp"), options: .init()).train(on: data)) { error in

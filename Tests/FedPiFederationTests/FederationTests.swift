@@ -200,7 +200,15 @@ final class FederationTests: XCTestCase {
         c.proximalMu = 0.01
         c.encoding = .i8
         c.seed = 99
+        c.loss = .fedRS(alpha: 0.25)
+        c.localSteps = 40
         let back = try TrainingConfig(metadata: c.metadata)
+        XCTAssertEqual(back.loss, .fedRS(alpha: 0.25))
+        XCTAssertEqual(back.localSteps, 40)
+        c.loss = .fedLC(tau: 0.5)
+        XCTAssertEqual(try TrainingConfig(metadata: c.metadata).loss, .fedLC(tau: 0.5))
+        c.loss = .crossEntropy
+        XCTAssertEqual(try TrainingConfig(metadata: c.metadata).loss, .crossEntropy)
         XCTAssertEqual(back.epochs, 3)
         XCTAssertEqual(back.batchSize, 32)
         XCTAssertEqual(back.learningRate, 0.05)
@@ -210,7 +218,8 @@ final class FederationTests: XCTestCase {
         XCTAssertEqual(back.seed, 99)
         XCTAssertEqual(try TrainingConfig(metadata: [:]).epochs, 1, "missing entries keep the defaults")
         for (key, value) in [("epochs", "0"), ("epochs", "x"), ("batch_size", "100000"), ("lr", "nan"), ("lr", "-1"), ("momentum", "1"),
-                             ("mu", "inf"), ("encoding", "f64"), ("seed", "-3")] {
+                             ("mu", "inf"), ("encoding", "f64"), ("seed", "-3"), ("loss", "focal"), ("fedrs_alpha", "1.5"),
+                             ("fedrs_alpha", "nan"), ("fedlc_tau", "-1"), ("local_steps", "0"), ("local_steps", "99999999999")] {
             XCTAssertThrowsError(try TrainingConfig(metadata: ["train." + key: value]), "\(key)=\(value)") { error in
                 XCTAssertTrue("\(error)".contains("train.\(key)"), "\(error)")
             }
