@@ -4,7 +4,10 @@
 # evaluation on the 10,000 test images after each round; real processes on loopback for both
 # (FedPi over HTTP, Flower over gRPC), one training thread per worker. Prints per-round accuracy and
 # time, time to TARGET accuracy, the non-training share of FedPi's rounds, bytes and peak memory.
-#   ROUNDS=12 TARGET=0.75,0.80,0.85 bench/federated.sh       ONLY=fedpi|flower runs one side
+# FedPi runs its fleet-file defaults (scripts/demo.sh). Flower runs each configuration named in
+# FLOWER (default "fedavg"; "same" is Flower's own strategy with FedPi's default hyper-parameters and
+# loss, FLOWER_SAME_ARGS), one after another, on the same split and model.
+#   ROUNDS=12 TARGET=0.75,0.80,0.85 FLOWER="fedavg same" bench/federated.sh    ONLY=fedpi|flower runs one side
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-10}
@@ -25,20 +28,30 @@ if [ "${ONLY:-}" != fedpi ]; then
     python3 -m venv bench/.venv
     bench/.venv/bin/pip install -q torch numpy safetensors flwr
   fi
-  echo "== Flower: $ROUNDS rounds" >&2
   py=bench/.venv/bin/python
-  $py bench/flower_fedavg.py server --rounds "$ROUNDS" --data "$DATA" --out "$OUT/flower.jsonl" >"$OUT/flower-server.log" 2>&1 &
-  server=$!
-  sleep 3
-  clients=()
-  i=0
-  for c in 0-3 4-6 7-9; do
-    i=$((i + 1))
-    $py bench/flower_fedavg.py client --classes "$c" --data "$DATA" --peak-file "$OUT/flower-client-$i.peak" \
-      >"$OUT/flower-client-$i.log" 2>&1 &
-    clients+=($!)
+  for run in ${FLOWER:-fedavg}; do
+    case "$run" in
+      fedavg) args="" ;;
+      same) args="$FLOWER_SAME_ARGS" ;;
+      *) echo "FLOWER: unknown run $run (fedavg, same)" >&2; exit 2 ;;
+    esac
+    echo "== Flower ($run): $ROUNDS rounds" >&2
+    # shellcheck disable=SC2086  # args are words
+    $py bench/flower_fedavg.py server --rounds "$ROUNDS" --data "$DATA" --out "$OUT/flower-$run.jsonl" $args \
+      >"$OUT/flower-$run-server.log" 2>&1 &
+    server=$!
+    sleep 3
+    clients=()
+    i=0
+    for c in 0-3 4-6 7-9; do
+      i=$((i + 1))
+      # shellcheck disable=SC2086
+      $py bench/flower_fedavg.py client --classes "$c" --data "$DATA" --peak-file "$OUT/flower-$run-client-$i.peak" $args \
+        >"$OUT/flower-$run-client-$i.log" 2>&1 &
+      clients+=($!)
+    done
+    wait "$server"
+    for pid in "${clients[@]}"; do wait "$pid" || true; done
   done
-  wait "$server"
-  for pid in "${clients[@]}"; do wait "$pid" || true; done
 fi
-python3 bench/federated_report.py --out "$OUT" --target "$TARGET"
+python3 bench/federated_report.py --out "$OUT" --target "$TARGET" --flower "${FLOWER:-fedavg}"

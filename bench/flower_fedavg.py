@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Flower + PyTorch reference for bench/federated.sh: the same mnist-cnn, split (classes 0-3, 4-6, 7-9),
-FedAvg weighted by examples, 1 local epoch of SGD (lr 0.01, momentum 0.9, batch 64) per round, central
-evaluation on the test set after every round. Real processes over gRPC on loopback:
-  flower_fedavg.py server --rounds R --out rounds.jsonl     (prints a JSON line per round)
-  flower_fedavg.py client --classes 0-3                      (one per worker)
+FedAvg weighted by examples (or Flower's own FedAvgM, FedAdam, FedYogi: --strategy, --server-lr, ...),
+1 local epoch of SGD (lr 0.01, momentum 0.9, batch 64) per round with cross-entropy (or FedPi's
+FedLC / FedRS losses from the client's class counts: --loss), central evaluation on the test set after
+every round. Real processes over gRPC on loopback:
+  flower_fedavg.py server --rounds R --out rounds.jsonl [--strategy fedadam --server-lr 0.01]
+  flower_fedavg.py client --classes 0-3 [--loss fedlc --fedlc-tau 1]   (one per worker)
 Uses Flower's start_server/start_client (deprecated in favour of SuperLink/SuperNode, still shipped)."""
 import argparse, json, os, sys, time, warnings
 
@@ -82,9 +84,15 @@ def server(a):
         print(json.dumps(row), flush=True)
         return loss, {"accuracy": acc}
 
-    strategy = fl.server.strategy.FedAvg(
-        fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=3, min_available_clients=3, min_evaluate_clients=0,
-        evaluate_fn=central, initial_parameters=ndarrays_to_parameters(get_weights(model)))
+    common = dict(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=3, min_available_clients=3, min_evaluate_clients=0,
+                  evaluate_fn=central, initial_parameters=ndarrays_to_parameters(get_weights(model)))
+    if a.strategy == "fedavg":
+        strategy = fl.server.strategy.FedAvg(**common)
+    elif a.strategy == "fedavgm":
+        strategy = fl.server.strategy.FedAvgM(server_learning_rate=a.server_lr, server_momentum=a.server_momentum, **common)
+    else:
+        rule = fl.server.strategy.FedAdam if a.strategy == "fedadam" else fl.server.strategy.FedYogi
+        strategy = rule(eta=a.server_lr, eta_l=a.lr, beta_1=a.beta1, beta_2=a.beta2, tau=a.tau, **common)
     fl.server.start_server(server_address=a.address, config=fl.server.ServerConfig(num_rounds=a.rounds), strategy=strategy)
 
 
@@ -95,6 +103,19 @@ def client(a):
     torch.manual_seed(a.seed)
     x, y = load(a.data, "train", parse_classes(a.classes))
     model = Net()
+    counts = torch.bincount(y, minlength=10).float()
+
+    def loss_fn(logits, labels):
+        # FedPi's skew-aware losses (Sources/FedPiEngine/SoftmaxCrossEntropy.swift), the same per-class change
+        if a.loss == "fedlc":
+            offset = torch.where(counts > 0, a.fedlc_tau * counts.clamp(min=1) ** -0.25, torch.zeros_like(counts))
+            z = logits - offset
+            z = torch.where((counts > 0) | F.one_hot(labels, 10).bool(), z, torch.full_like(z, float("-inf")))
+            return F.cross_entropy(z, labels)
+        if a.loss == "fedrs":
+            scale = torch.where(counts > 0, torch.ones_like(counts), torch.full_like(counts, a.fedrs_alpha))
+            return F.cross_entropy(logits * scale, labels)
+        return F.cross_entropy(logits, labels)
 
     class Client(fl.client.NumPyClient):
         def fit(self, parameters, config):
@@ -105,7 +126,7 @@ def client(a):
             for i in range(0, x.shape[0], 64):
                 idx = perm[i : i + 64]
                 opt.zero_grad()
-                F.cross_entropy(model(x[idx]), y[idx]).backward()
+                loss_fn(model(x[idx]), y[idx]).backward()
                 opt.step()
             with open(a.peak_file, "w") as f:
                 f.write(str(peak_mib()))
@@ -126,6 +147,15 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default="flower-rounds.jsonl")
     ap.add_argument("--peak-file", default="/dev/null")
+    ap.add_argument("--strategy", choices=["fedavg", "fedavgm", "fedadam", "fedyogi"], default="fedavg")
+    ap.add_argument("--server-lr", type=float, default=1.0)
+    ap.add_argument("--server-momentum", type=float, default=0.9)
+    ap.add_argument("--beta1", type=float, default=0.9)
+    ap.add_argument("--beta2", type=float, default=0.99)
+    ap.add_argument("--tau", type=float, default=1e-3)
+    ap.add_argument("--loss", choices=["ce", "fedlc", "fedrs"], default="ce")
+    ap.add_argument("--fedlc-tau", type=float, default=1.0)
+    ap.add_argument("--fedrs-alpha", type=float, default=0.5)
     a = ap.parse_args()
     server(a) if a.mode == "server" else client(a)
 

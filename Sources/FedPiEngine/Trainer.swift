@@ -146,6 +146,14 @@ public final class Trainer {
         for (i, lane) in lanes.enumerated() { lane.model.reseedDropout(options.seed &+ UInt64(i) &* 0x9E37_79B9) }
     }
 
+    /// Samples a run of `epochs` over `count` samples pushes through, when it stops after `maxSteps` steps.
+    public static func plannedSamples(count: Int, batchSize: Int, epochs: Int, maxSteps: Int?) -> Int {
+        let batch = max(1, batchSize), perEpoch = (count + batch - 1) / batch
+        guard perEpoch > 0 else { return 0 }
+        let steps = min(max(1, maxSteps ?? Int.max), perEpoch * max(1, epochs))
+        return steps / perEpoch * count + steps % perEpoch * batch
+    }
+
     /// Cores available to training: OpenBLAS's own count (which honours OPENBLAS_NUM_THREADS).
     public static let cores = GEMM.threads
 
@@ -160,9 +168,9 @@ public final class Trainer {
         let runStart = clock.now
         var summaries: [EpochSummary] = []
         var runSamples = 0, steps = 0
-        let epochs = max(1, options.epochs), stepsPerEpoch = (order.count + batch - 1) / batch
-        let stepLimit = min(max(1, options.maxSteps ?? Int.max), stepsPerEpoch * epochs)
-        let runTotal = stepLimit / stepsPerEpoch * order.count + stepLimit % stepsPerEpoch * batch
+        let epochs = max(1, options.epochs)
+        let stepLimit = min(max(1, options.maxSteps ?? Int.max), (order.count + batch - 1) / batch * epochs)
+        let runTotal = Trainer.plannedSamples(count: order.count, batchSize: batch, epochs: epochs, maxSteps: options.maxSteps)
         let blasThreads = GEMM.singleThreaded(if: lanes.count > 1 || options.lanes != nil)  // explicit lanes: that many cores in all
         defer { GEMM.threads = blasThreads }
         anchor = options.proximalMu > 0 ? model.parameters.flatValues : []

@@ -65,6 +65,11 @@ public struct TrainingConfig: Sendable {
     public var seed: UInt64 = 1
     public init() {}
 
+    /// Samples one task trains on, over `count` local samples.
+    public func plannedSamples(count: Int) -> Int {
+        Trainer.plannedSamples(count: count, batchSize: batchSize, epochs: epochs, maxSteps: localSteps)
+    }
+
     /// The config as metadata entries of the global model file (`train.*`), how it travels to a worker.
     public var metadata: [String: String] {
         ["train.epochs": String(epochs), "train.batch_size": String(batchSize), "train.lr": learningRate.description,

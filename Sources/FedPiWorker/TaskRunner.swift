@@ -148,7 +148,7 @@ public final class TaskRunner: Sendable {
                 if s.phase == .training { return (.alreadyRunning, s.generation) }
                 if s.phase == .done { return (.alreadyDone, s.generation) }
             }
-            s = Snapshot(round: round, phase: .training, total: job.indices.count * config.epochs, digest: digest, generation: s.generation + 1)
+            s = Snapshot(round: round, phase: .training, total: config.plannedSamples(count: job.indices.count), digest: digest, generation: s.generation + 1)
             return (.started, s.generation)
         }
         guard decision == .started else { return decision }
@@ -166,7 +166,8 @@ public final class TaskRunner: Sendable {
         }
         logger.info("round \(round): training started", metadata: [
             "board": "\(BoardHealth.read().summary)",
-            "samples": "\(job.indices.count)", "epochs": "\(config.epochs)", "lr": "\(config.learningRate)", "encoding": "\(config.encoding)"])
+            "samples": "\(job.indices.count)", "epochs": "\(config.epochs)", "lr": "\(config.learningRate)", "encoding": "\(config.encoding)",
+            "loss": "\(config.loss.label)", "local_steps": "\(config.localSteps.map(String.init) ?? "all")"])
         onChange(snapshot)
         queue.async { self.train(round: round, config: config, digest: digest, generation: generation) }
         return .started
@@ -219,7 +220,7 @@ public final class TaskRunner: Sendable {
             if done {
                 counters.withLock {
                     $0.rounds += 1
-                    $0.samples += job.indices.count * config.epochs
+                    $0.samples += config.plannedSamples(count: job.indices.count)
                 }
                 logger.info("round \(round): update ready", metadata: ["bytes": "\(bytes.count)", "seconds": "\(seconds)"])
             } else {
