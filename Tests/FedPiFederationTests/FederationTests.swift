@@ -226,6 +226,37 @@ final class FederationTests: XCTestCase {
         }
     }
 
+    /// The task's loss reaches local training with this node's own class counts: under FedLC a node
+    /// holding classes 0-4 returns a delta of exactly 0 for the other classes' output bias, under plain
+    /// cross-entropy it does not; local_steps limits the samples trained.
+    func testLocalTrainingUsesTheNodesOwnClassCounts() throws {
+        let s = IDXFixtures.syntheticImages(count: 300, seed: 7)
+        let data = try LabeledImages(height: 28, width: 28, pixels: s.pixels, labels: s.labels)
+        let mine = (0..<data.count).filter { data.label(at: $0) < 5 }
+        let net = try ModelZoo.make("mnist-mlp", seed: 1)
+        let global = ModelFile.encode(weightsOf: net, round: 0)
+        let bias = net.parameters.entries.last!
+        func outputBiasDelta(_ loss: LocalLoss, steps: Int? = nil) throws -> (absent: Float, present: Float, trained: Int) {
+            var config = TrainingConfig()
+            config.encoding = .f32
+            config.loss = loss
+            config.localSteps = steps
+            config.batchSize = 10
+            var trained = 0
+            let bytes = try LocalTraining(node: "pi-1", model: "mnist-mlp", data: data, indices: mine, lanes: 1)
+                .run(round: 1, global: { global }, config: config) { trained = $0.runSamples }
+            let delta = try ModelFile.decode(bytes, expecting: net.parameters.entries, model: "mnist-mlp").values
+            let b = delta[bias.offset..<(bias.offset + bias.count)].map(abs)
+            return (b[5...].max()!, b[..<5].max()!, trained)
+        }
+        let lc = try outputBiasDelta(.fedLC(tau: 1))
+        XCTAssertEqual(lc.absent, 0)
+        XCTAssertGreaterThan(lc.present, 0)
+        XCTAssertEqual(lc.trained, mine.count)
+        XCTAssertGreaterThan(try outputBiasDelta(.crossEntropy).absent, 1e-4)
+        XCTAssertEqual(try outputBiasDelta(.crossEntropy, steps: 3).trained, 30)
+    }
+
     func testGlobalPayloadCarriesTheConfigAndIsDeterministic() throws {
         let f = try federation([], minNodes: 1)
         let a = f.globalPayload(round: 3), b = f.globalPayload(round: 3)
