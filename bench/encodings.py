@@ -9,7 +9,7 @@ import argparse, statistics, subprocess, sys
 
 def run(a, encoding, seed):
     cmd = [a.fedpi, "simulate", "--data", a.data, "--model", a.model, "--rounds", str(a.rounds), "--encoding", encoding,
-           "--seed", str(seed)] + (["--limit", str(a.limit)] if a.limit else [])
+           "--strategy", "fedavg", "--seed", str(seed)] + (["--limit", str(a.limit)] if a.limit else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     acc = {}
     for line in out.splitlines():

@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-10}
 TARGET=${TARGET:-0.75,0.80,0.85}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
+# FedPi's fleet-file defaults, for Flower's FedAvgM (keep in step with FleetConfig and FedOpt)
+FLOWER_SAME_ARGS=${FLOWER_SAME_ARGS:---strategy fedavgm --server-lr 1 --server-momentum 0.7}
 OUT=bench/out/federated
 mkdir -p "$OUT"
 ./scripts/deps.sh

@@ -65,7 +65,7 @@ public struct FleetConfig: Sendable {
     public var probeTimeout = 2.0
     /// Longest wait between probes of an offline node, seconds.
     public var maxBackoff = 30.0
-    public var strategy = "fedavg"
+    public var strategy = "fedavgm"
     public var mu = 0.01
     /// The server optimizer's settings (fedavgm, fedadam, fedyogi).
     public var server = FedOpt.Options()

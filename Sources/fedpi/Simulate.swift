@@ -37,8 +37,8 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: "Update encoding: f32, f16 or i8 (updates are deltas against the global model).")
     var encoding: String = "f16"
 
-    @Option(help: "Strategy: fedavg, fedprox, median, trimmed-mean, centered-clip, async-merge, fedavgm, fedadam, fedyogi.")
-    var strategy: String = "fedavg"
+    @Option(help: "Strategy: fedavgm (the fleet file's default), fedavg, fedprox, median, trimmed-mean, centered-clip, async-merge, fedadam, fedyogi.")
+    var strategy: String = "fedavgm"
 
     @Option(help: "FedProx μ (with --strategy fedprox).")
     var mu: Float = 0.01
@@ -58,11 +58,11 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The workers' learning rate is multiplied by this each round (0.5...1; 1: constant).", valueName: "x"))
     var lrDecay: Float = 1
 
-    @Option(help: ArgumentHelp("Server learning rate of fedavgm (default 0.316), fedadam and fedyogi (default 0.00316).", valueName: "x"))
+    @Option(help: ArgumentHelp("Server learning rate of fedavgm (default \(FedOpt.defaultLR(.fedavgm))), fedadam and fedyogi (default \(FedOpt.defaultLR(.fedadam))).", valueName: "x"))
     var serverLr: Float?
 
     @Option(help: ArgumentHelp("Server momentum of fedavgm.", valueName: "x"))
-    var serverMomentum: Float = 0.9
+    var serverMomentum: Float = FedOpt.Options().momentum
 
     @Option(help: ArgumentHelp("fedadam/fedyogi: first-moment decay.", valueName: "x"))
     var beta1: Float = 0.9

@@ -74,6 +74,12 @@ final class FleetConfigTests: XCTestCase {
         XCTAssertTrue(c.keepServing)
         XCTAssertEqual(c.classNames.last, "j")
         XCTAssertEqual(try FleetConfig(text: nodes).listen?.port, 8480, "the API is on by default, on loopback")
+        // the measured recommendation is the default: FedAvgM, server lr 1, momentum 0.7, plain cross-entropy
+        let recommended = try XCTUnwrap(try FleetConfig(text: nodes).makeStrategy() as? FedOpt)
+        XCTAssertEqual(recommended.rule, .fedavgm)
+        XCTAssertEqual(recommended.lr, 1)
+        XCTAssertEqual(recommended.momentum, 0.7)
+        XCTAssertEqual(try FleetConfig(text: nodes).training.loss, .crossEntropy)
         XCTAssertNil(try FleetConfig(text: "listen = \"off\"\n" + nodes).listen)
         XCTAssertEqual(c.model, "mnist-mlp")
         XCTAssertEqual(c.rounds, 7)
