@@ -43,7 +43,7 @@ public final class FedOpt: Strategy, @unchecked Sendable {
 
     /// The default server learning rate of each rule: the best of a sweep on Fashion-MNIST's
     /// 0-3/4-6/7-9 split (BENCHMARKS.md "Fewer rounds on skewed data").
-    public static func defaultLR(_ rule: Rule) -> Float { rule == .fedavgm ? 1 : 0.01 }
+    public static func defaultLR(_ rule: Rule) -> Float { rule == .fedavgm ? 1 : 0.0316 }
 
     public init(_ rule: Rule, options o: Options = .init()) {
         self.rule = rule
