@@ -60,6 +60,7 @@ def main():
                     help="a configuration: a name and the simulate options it adds")
     ap.add_argument("--out", default="bench/out/strategies.jsonl")
     ap.add_argument("--report", action="store_true", help="only summarise what --out holds for these configurations")
+    ap.add_argument("--curves", action="store_true", help="also print every run's accuracy per round as a table")
     a = ap.parse_args()
     if not a.config:
         ap.error("give at least one --config NAME=ARGS")
@@ -92,6 +93,14 @@ def main():
                   if json.dumps(key(a, name, args, s), sort_keys=True) in done]
         if curves:
             print(f"| {name} | {len(curves)} | " + " | ".join(summary(curves, a.threshold)) + " |")
+    if a.curves:
+        print("\n| configuration | seed | " + " | ".join(str(r) for r in range(1, a.rounds + 1)) + " |")
+        print("|---|---:|" + "---:|" * a.rounds)
+        for name, args in configs:
+            for s in seeds:
+                rec = done.get(json.dumps(key(a, name, args, s), sort_keys=True))
+                if rec:
+                    print(f"| {name} | {s} | " + " | ".join(f"{x:.2f}" for x in rec["accuracy"]) + " |")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 import FedPiEngine
 import FedPiWire
 
-/// The local training loss. The skew-aware ones change the logits by the node's own class counts, which
-/// helps when each node holds only some of the classes (label skew) and costs nothing otherwise.
+/// The local training loss. The skew-aware ones (for label skew) change the logits by the node's own
+/// class counts; on a split where each node lacks whole classes they did not help (BENCHMARKS.md).
 public enum LocalLoss: Sendable, Equatable {
     /// Plain softmax cross-entropy.
     case crossEntropy
@@ -12,14 +12,6 @@ public enum LocalLoss: Sendable, Equatable {
     case fedLC(tau: Float)
 
     public static let names = ["ce", "fedrs", "fedlc"]
-
-    public var name: String {
-        switch self {
-        case .crossEntropy: return "ce"
-        case .fedRS: return "fedrs"
-        case .fedLC: return "fedlc"
-        }
-    }
 
     /// `name` with its parameter: "ce", "fedrs(alpha 0.5)", "fedlc(tau 1.0)".
     public var label: String {
