@@ -41,7 +41,7 @@ def summary(curves, threshold):
     hits = [next((i + 1 for i, x in enumerate(c) if x >= threshold), None) for c in curves]
     reached = [h for h in hits if h is not None]
     cols.append((f"{statistics.mean(reached):.1f} ({len(reached)}/{len(curves)})" if reached else f"— (0/{len(curves)})"))
-    drops = [max([c[i - 1] - c[i] for i in range(5, rounds)] or [0]) for c in curves]
+    drops = [max([0.0] + [c[i - 1] - c[i] for i in range(5, rounds)]) for c in curves]  # a rise is no drop
     cols.append(f"{statistics.mean(drops):.2f} (max {max(drops):.2f})")
     return cols
 
