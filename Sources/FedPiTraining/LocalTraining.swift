@@ -13,7 +13,7 @@ public enum LocalLoss: Sendable, Equatable {
 
     public static let names = ["ce", "fedrs", "fedlc"]
 
-    /// `name` with its parameter: "ce", "fedrs(alpha 0.5)", "fedlc(tau 1.0)".
+    /// The loss with its parameter, for logs: "ce", "fedrs(alpha 0.5)", "fedlc(tau 1.0)".
     public var label: String {
         switch self {
         case .crossEntropy: return "ce"
