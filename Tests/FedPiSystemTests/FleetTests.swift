@@ -217,7 +217,9 @@ final class FleetTests: XCTestCase {
 
     func testWorkerRestartedBetweenDispatchAndCollectGetsTheTaskAgain() throws {
         try startThree()
-        try fleet.writeFleet(rounds: 2, minNodes: 3, grace: 60)
+        // four local epochs (~4 s on 900 samples): the kill lands mid-training, not after the update is
+        // kept in the state folder (then the restarted worker serves it, with no 404 to see)
+        try fleet.writeFleet(rounds: 2, minNodes: 3, grace: 60, extra: "local_epochs = 4")
         try fleet.startAggregator()
         try fleet.waitFor("w3 to start round 2", timeout: 120) { fleet.log("w3").contains("round 2: training started") }
         fleet.signal("w3", SIGKILL)
