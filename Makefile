@@ -19,7 +19,8 @@ build-fedpi: deps
 	$(SWIFT) build -c release --product fedpi
 
 # Main job: a federation on loopback — three workers (classes 0-3, 4-6, 7-9 of Fashion-MNIST) and an
-# aggregator, $(ROUNDS) rounds of FedAvg; prints a row per round and saves the final model.
+# aggregator, $(ROUNDS) rounds of FedAvgM (the fleet file's default strategy); prints a row per
+# round and saves the final model.
 run: build
 	WORKER_BIN=.build/release BIN=.build/debug DATA=$(DATA) ROUNDS=$(ROUNDS) ./scripts/demo.sh
 
@@ -30,9 +31,11 @@ train: build-fedpi
 # The Swift suite (XCTest; the Swift Testing runner is off so the log holds XCTest's summary), the
 # Python interop check (safetensors + numpy from PyPI into .build/pyenv), the dashboard in chromium
 # with selenium and promtool on /metrics (Debian's chromium, prometheus; selenium from PyPI), the packaging lint
-# (hadolint, shellcheck, systemd-analyze verify) and the units in a real systemd (systemd-nspawn).
+# (hadolint, shellcheck, systemd-analyze verify), the units in a real systemd (systemd-nspawn), and the
+# C kernels against scalar references natively and as aarch64 code under qemu-user-static.
 test: deps
 	$(SWIFT) test --disable-swift-testing
+	./scripts/kernels-test.sh
 	./scripts/interop.sh
 	./scripts/dashboard-test.sh
 	./scripts/lint.sh
