@@ -1,4 +1,5 @@
 import CSystemd
+import Logging
 import ServiceLifecycle
 
 #if canImport(Glibc)
@@ -48,14 +49,17 @@ public struct SystemdNotifier: Sendable {
     }
 }
 
-/// Pings the systemd watchdog while the daemon is healthy and says STOPPING=1 when a graceful shutdown
-/// (SIGTERM) begins.
+/// Pings the systemd watchdog while the daemon is healthy and, when a graceful shutdown (SIGTERM,
+/// SIGINT) begins, says STOPPING=1 and logs it (outside systemd, e.g. under `docker stop`, the log
+/// line is what shows).
 public struct WatchdogService: Service {
     let notifier: SystemdNotifier
+    let logger: Logger?
     let healthy: @Sendable () async -> Bool
 
-    public init(notifier: SystemdNotifier, healthy: @escaping @Sendable () async -> Bool) {
+    public init(notifier: SystemdNotifier, logger: Logger? = nil, healthy: @escaping @Sendable () async -> Bool) {
         self.notifier = notifier
+        self.logger = logger
         self.healthy = healthy
     }
 
@@ -67,6 +71,7 @@ public struct WatchdogService: Service {
                 try await Task.sleep(for: .seconds(100_000_000))
             }
         } onGracefulShutdown: {
+            logger?.info("STOPPING: shutting down gracefully")
             notifier.stopping()
         }
     }

@@ -2,6 +2,12 @@ import CHalf
 import CZlib
 import FedPiEngine
 
+// Every file FedPi writes (safetensors, the wire's f16/f32/i8 payloads) is little-endian and is copied
+// to and from memory as is: x86-64 and arm64 are both little-endian; a big-endian host stops here.
+#if _endian(big)
+#error("FedPi's file and wire formats are read and written as little-endian memory: big-endian hosts are not supported")
+#endif
+
 /// Float conversions between f32 master weights and the wire's element types; all loops over memory.
 public enum Codecs {
     /// f32 → little-endian binary16 bytes (round to nearest even), ≥ 1 G elements/s with F16C or on arm64.

@@ -272,7 +272,7 @@ public final class WorkerService: Sendable {
         let notifier = SystemdNotifier()
         runner.setOnChange { notifier.status(self.statusLine($0)) }
         let stallLimit = max(.seconds(60), (notifier.watchdogInterval ?? .zero) * 2)
-        let watchdog = WatchdogService(notifier: notifier) { await self.healthy(stallLimit: stallLimit) }
+        let watchdog = WatchdogService(notifier: notifier, logger: logger) { await self.healthy(stallLimit: stallLimit) }
         var services: [any Service] = [watchdog]
         let server: HTTPServerBuilder
         // a connection that sends nothing (no headers, a stalled body, an idle keep-alive) for this long
