@@ -31,8 +31,9 @@ train: build-fedpi
 # The Swift suite (XCTest; the Swift Testing runner is off so the log holds XCTest's summary), the
 # Python interop check (safetensors + numpy from PyPI into .build/pyenv), the dashboard in chromium
 # with selenium and promtool on /metrics (Debian's chromium, prometheus; selenium from PyPI), the packaging lint
-# (hadolint, shellcheck, systemd-analyze verify), the units in a real systemd (systemd-nspawn), and the
-# C kernels against scalar references natively and as aarch64 code under qemu-user-static.
+# (hadolint, shellcheck, systemd-analyze verify), the units in a real systemd (systemd-nspawn), the
+# C kernels against scalar references natively and as aarch64 code under qemu-user-static, and the
+# container image built and run with podman (compose included, the arm64 runtime stage under qemu).
 test: deps
 	$(SWIFT) test --disable-swift-testing
 	./scripts/kernels-test.sh
@@ -40,6 +41,7 @@ test: deps
 	./scripts/dashboard-test.sh
 	./scripts/lint.sh
 	./scripts/systemd-test.sh
+	./scripts/image-test.sh
 
 # FedPi vs PyTorch on this machine (installs PyTorch from PyPI into bench/.venv).
 bench: build-fedpi

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages FedPi builds and tests against, if any is missing:
 # OpenBLAS (GEMM), zlib (gzip IDX files), pkg-config, libsystemd (sd_notify), and Fashion-MNIST
-# (test and demo data), stb_image (PNG/JPEG for predictions).
+# (test and demo data), stb_image (PNG/JPEG for predictions), SQLite (the aggregator's history, GRDB).
 set -euo pipefail
-packages=(libopenblas-dev zlib1g-dev pkg-config libsystemd-dev libstb-dev systemd dataset-fashion-mnist)
+packages=(libopenblas-dev zlib1g-dev pkg-config libsystemd-dev libstb-dev libsqlite3-dev systemd dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The container image built from docker/Dockerfile and used as a user would, with podman (no Docker
 # engine runs on these machines; the recipe is ../shared/recipes/podman.sh):
-#   (a) the image: its size and the binaries' sizes; every program in it starts (--version)
-#   (b) the worker container, --read-only, as uid 10001, state on a volume, data mounted read-only,
+#   (a) the image and its worker-only target (--target worker): sizes, the binaries' sizes; every
+#       program starts
+#   (b) the worker image's container, --read-only, as uid 10001, state on a volume, data mounted read-only,
 #       certificates as a volume: `podman healthcheck run` passes over mutual TLS
 #   (c) SIGTERM: the worker exits 0 within 10 s and logs STOPPING
 #   (d) docker/compose.yml under podman-compose: aggregator + 3 workers complete 2 rounds (small limits,
@@ -18,6 +19,7 @@ CACHE=${CACHE:-/var/cache/fedpi-image-test}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 WORK=$PWD/.build/image-test
 IMAGE=fedpi:latest
+WORKER_IMAGE=fedpi-worker:latest
 T0=$(date +%s)
 say() { echo "[$(($(date +%s) - T0))s] $*"; }
 skip() { echo "SKIP image test: $*"; exit 0; }
@@ -35,7 +37,7 @@ die() {
 }
 
 [ "$(id -u)" -eq 0 ] || skip "needs root (rootful podman)"
-packages=(podman buildah runc debootstrap slirp4netns uidmap qemu-user-static binfmt-support)
+packages=(podman buildah runc netavark aardvark-dns debootstrap slirp4netns uidmap qemu-user-static binfmt-support)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -47,7 +49,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # podman's configuration as in the recipe: overlay storage in $CACHE, runc (crun fails on this cgroup
-# setup), ulimits no higher than this machine's hard limits
+# setup), ulimits no higher than this machine's hard limits; netavark with aardvark-dns, so compose's
+# services find each other by name (the CNI backend has no DNS plugin in bookworm)
 mkdir -p "$CACHE" /etc/containers "$WORK"
 cat > /etc/containers/storage.conf <<EOF
 [storage]
@@ -62,6 +65,8 @@ default_ulimits = ["nofile=$(ulimit -Hn):$(ulimit -Hn)", "nproc=32768:32768"]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 runtime = "runc"
+[network]
+network_backend = "netavark"
 EOF
 podman info >/dev/null 2>&1 || skip "podman does not run here: $(podman info 2>&1 | tail -1)"
 
@@ -69,19 +74,34 @@ MIRROR=${MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian
                    awk '/^deb /{print $2; exit}' /etc/apt/sources.list)}
 SECURITY=${SECURITY:-$(awk '/^URIs:/ && /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)}
 SECURITY=${SECURITY:-${MIRROR%/debian}/debian-security}
-# debian:bookworm-slim (or -arm64) from debootstrap, imported under the name the Dockerfile uses
+# debian:bookworm-slim (or -arm64) from debootstrap, imported under the name the Dockerfile uses, and
+# made like Docker Hub's slim image (debuerreotype): no docs, man pages or locales, and apt's .deb
+# cache emptied after every install. The label marks this version of the recipe.
+BASE_LABEL=slim-2
 base_image() {  # arch tag
   local arch=$1 tag=$2 root="$CACHE/rootfs-$1"
-  podman image exists "$tag" && return 0
+  if podman image exists "$tag"; then
+    [ "$(podman image inspect "$tag" --format '{{index .Labels "fedpi.base"}}' 2>/dev/null)" = "$BASE_LABEL" ] && return 0
+    podman rmi -f "$tag" >/dev/null
+  fi
   say "making $tag with debootstrap (once; kept in $CACHE)"
   [ -x "$root/bin/sh" ] || debootstrap --arch="$arch" --variant=minbase bookworm "$root" "$MIRROR" >"$WORK/debootstrap-$arch.log" 2>&1 \
     || { rm -rf "$root"; return 1; }
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/*
   printf '%s\n' "deb $MIRROR bookworm main" "deb $MIRROR bookworm-updates main" \
     "deb $SECURITY bookworm-security main" > "$root/etc/apt/sources.list"
+  printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' 'path-exclude /usr/share/man/*' \
+    'path-exclude /usr/share/groff/*' 'path-exclude /usr/share/info/*' 'path-exclude /usr/share/lintian/*' \
+    'path-exclude /usr/share/locale/*' > "$root/etc/dpkg/dpkg.cfg.d/docker"
+  find "$root/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete 2>/dev/null || true
+  rm -rf "${root:?}"/usr/share/man/* "$root"/usr/share/groff/* "$root"/usr/share/info/* "$root"/usr/share/lintian/* "$root"/usr/share/locale/*
+  printf '%s\n' \
+    'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \
+    'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \
+    'Dir::Cache::pkgcache "";' 'Dir::Cache::srcpkgcache "";' > "$root/etc/apt/apt.conf.d/docker-clean"
   tar --numeric-owner -C "$root" -c . | podman import --arch "$arch" \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'CMD ["bash"]' - "$tag" >/dev/null
+    --change "LABEL fedpi.base=$BASE_LABEL" --change 'CMD ["bash"]' - "$tag" >/dev/null
 }
 base_image amd64 docker.io/library/debian:bookworm-slim || skip "debootstrap cannot reach Debian's mirror ($MIRROR)"
 
@@ -110,14 +130,19 @@ if ! podman image exists docker.io/library/swift:6.3-bookworm; then
   buildah commit --rm "$c" docker.io/library/swift:6.3-bookworm >/dev/null
 fi
 
-# (a) the image, built from docker/Dockerfile as it is
+# (a) the image, built from docker/Dockerfile as it is (on the host's network: builds reach Debian's
+# mirror through the host's resolver, which netavark's bridge does not forward to here)
 say "podman build -f docker/Dockerfile (the Swift build inside takes most of this test)"
 t=$(date +%s)
-podman build --pull=never --format docker -f docker/Dockerfile -t "$IMAGE" . >"$WORK/build.log" 2>&1 \
+podman build --pull=never --network host --format docker -f docker/Dockerfile -t "$IMAGE" . >"$WORK/build.log" 2>&1 \
   || { tail -30 "$WORK/build.log"; die "podman build failed (log: $WORK/build.log)"; }
 say "built $IMAGE in $(($(date +%s) - t)) s"
-size=$(podman image inspect "$IMAGE" --format '{{.Size}}')
-say "image size: $((size / 1000000)) MB uncompressed ($size bytes)"
+podman build --pull=never --network host --format docker --target worker -f docker/Dockerfile -t "$WORKER_IMAGE" . >>"$WORK/build.log" 2>&1 \
+  || die "podman build --target worker failed (log: $WORK/build.log)"
+for i in "$IMAGE" "$WORKER_IMAGE"; do
+  size=$(podman image inspect "$i" --format '{{.Size}}')
+  say "$i: $((size / 1000000)) MB uncompressed ($size bytes); layers: $(podman history "$i" --format '{{.Size}}' | grep -v '^0 B$' | tr '\n' ' ')"
+done
 podman run --rm --entrypoint sh "$IMAGE" -c 'cd /usr/local/bin && for f in *; do echo "  $f: $(($(stat -c %s "$f") / 1000)) kB"; done'
 for p in fedpi-worker fedpi-aggregator fedpi; do  # each loads its libraries and answers
   v=$(podman run --rm --read-only --entrypoint "/usr/local/bin/$p" "$IMAGE" --help 2>&1) || die "$p does not start in the image: $v"
@@ -133,15 +158,15 @@ certs issue --ca /tls/ca --role aggregator --name aggregator --out /tls
 for w in worker-1 worker-2 worker-3; do certs issue --ca /tls/ca --role worker --name "$w" --out /tls; done
 chmod a+r "$TLS"/*.key   # the containers run as uid 10001 (a throwaway CA for this test)
 
-# (b) one worker container as a user runs it
+# (b) one worker container (the worker image) as a user runs it
 cleanup
 podman volume create fedpi-test-state >/dev/null
 podman run -d --name fedpi-test-worker --read-only \
   -v fedpi-test-state:/var/lib/fedpi -v "$DATA:/data:ro" -v "$TLS:/etc/fedpi/tls:ro" \
   -e FEDPI_HEALTH_CERT=/etc/fedpi/tls/worker-1.crt -e FEDPI_HEALTH_KEY=/etc/fedpi/tls/worker-1.key \
-  "$IMAGE" --name worker-1 --listen 0.0.0.0:8470 --data /data --classes 0-3 --state-dir /var/lib/fedpi \
-  --tls-cert /etc/fedpi/tls/worker-1.crt --tls-key /etc/fedpi/tls/worker-1.key --tls-ca /etc/fedpi/tls/ca.crt >/dev/null \
-  || die "podman run of the worker failed"
+  "$WORKER_IMAGE" --name worker-1 --listen 0.0.0.0:8470 --data /data --classes 0-3 --state-dir /var/lib/fedpi \
+  --tls-cert /etc/fedpi/tls/worker-1.crt --tls-key /etc/fedpi/tls/worker-1.key --tls-ca /etc/fedpi/tls/ca.crt \
+  >/dev/null 2>"$WORK/podman-run.log" || die "podman run of the worker failed (log: $WORK/podman-run.log)"
 healthy=0
 for _ in $(seq 60); do
   if podman healthcheck run fedpi-test-worker >/dev/null 2>&1; then healthy=1; break; fi
@@ -162,7 +187,8 @@ podman kill --signal TERM fedpi-test-worker >/dev/null
 code=$(timeout 10 podman wait fedpi-test-worker) || die "the worker did not stop within 10 s of SIGTERM"
 ms=$((($(date +%s%N) - t) / 1000000))
 [ "$code" = 0 ] || die "the worker exited $code after SIGTERM"
-podman logs fedpi-test-worker 2>&1 | grep -q STOPPING || die "no STOPPING line in the worker's log"
+logs=$(podman logs fedpi-test-worker 2>&1)
+grep -q STOPPING <<<"$logs" || die "no STOPPING line in the worker's log"
 say "SIGTERM: STOPPING logged, exit 0 after $ms ms"
 cleanup
 
@@ -222,17 +248,17 @@ compose=()
 # (e) the arm64 runtime stage under qemu: its package list resolves for Debian arm64
 mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
 update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
-if ! podman run --rm --platform linux/arm64 docker.io/library/debian:bookworm-slim-arm64 true 2>/dev/null \
-   && ! base_image arm64 docker.io/library/debian:bookworm-slim-arm64; then
-  echo "SKIP arm64 runtime stage: no arm64 base image (debootstrap --arch=arm64 failed)"
+if ! base_image arm64 docker.io/library/debian:bookworm-slim-arm64 \
+   || ! podman run --rm --platform linux/arm64 docker.io/library/debian:bookworm-slim-arm64 true 2>/dev/null; then
+  echo "SKIP arm64 runtime stage: no arm64 base image, or arm64 binaries do not run (qemu-user-static, binfmt_misc)"
 else
   say "podman build --platform linux/arm64 --target runtime (under qemu)"
-  podman build --pull=never --format docker --platform linux/arm64 --target runtime \
+  podman build --pull=never --network host --format docker --platform linux/arm64 --target runtime \
     --build-arg DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim-arm64 -f docker/Dockerfile -t fedpi-runtime:arm64 . \
     >"$WORK/build-arm64.log" 2>&1 || { tail -20 "$WORK/build-arm64.log"; die "the arm64 runtime stage did not build"; }
   arch=$(podman run --rm --platform linux/arm64 fedpi-runtime:arm64 sh -c 'dpkg --print-architecture; uname -m' | tr '\n' ' ')
-  libs=$(podman run --rm --platform linux/arm64 fedpi-runtime:arm64 sh -c 'ls /usr/lib/aarch64-linux-gnu | grep -cE "^lib(openblas|z|systemd|stb|stdc\+\+)\.so"')
-  [ "$libs" -ge 5 ] || die "the arm64 runtime lacks libraries ($libs of 5)"
-  say "arm64 runtime stage built: $arch; OpenBLAS, zlib, libsystemd, stb, libstdc++ present; $(($(podman image inspect fedpi-runtime:arm64 --format '{{.Size}}') / 1000000)) MB"
+  libs=$(podman run --rm --platform linux/arm64 fedpi-runtime:arm64 sh -c 'ls /usr/lib/aarch64-linux-gnu | grep -cE "^lib(openblas|z|systemd|stb|sqlite3|stdc\+\+)\.so\.[0-9]+$"')
+  [ "$libs" -ge 6 ] || die "the arm64 runtime lacks libraries ($libs of 6)"
+  say "arm64 runtime stage built: $arch; OpenBLAS, zlib, libsystemd, stb, SQLite, libstdc++ present; $(($(podman image inspect fedpi-runtime:arm64 --format '{{.Size}}') / 1000000)) MB"
 fi
 say "PASS image test"
