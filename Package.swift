@@ -121,7 +121,7 @@ let package = Package(
             ]),
         .executableTarget(
             name: "fedpi-worker",
-            dependencies: ["FedPiWorker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["FedPiWorker", "FedPiIdentity", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]),
         .executableTarget(
             name: "fedpi-aggregator",

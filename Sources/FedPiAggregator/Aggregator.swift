@@ -197,6 +197,7 @@ public final class Aggregator: @unchecked Sendable {
                                     config: config.training)
         federation.concurrent = true
         federation.learningRateDecay = Float(config.learningRateDecay)
+        federation.learningRateFloor = Float(config.learningRateFloor)
         federation.maxNormRatio = config.maxNormRatio > 0 ? config.maxNormRatio : nil
         federation.roundTimeout = .milliseconds(Int64(config.roundTimeout * 1000))
         if workersEvaluate {

@@ -49,6 +49,7 @@ public struct FleetConfig: Sendable {
     public var momentum = 0.9
     /// The workers' learning rate is multiplied by this each round (1: constant).
     public var learningRateDecay = 1.0
+    public var learningRateFloor = 0.0
     /// The workers' local loss (ce, or the label-skew-aware fedrs / fedlc).
     public var loss: LocalLoss = .crossEntropy
     /// At most this many local steps per round (nil: full epochs).
@@ -111,6 +112,7 @@ public struct FleetConfig: Sendable {
         if let v = try f.double("learning_rate", in: 1e-9...10) { learningRate = v }
         if let v = try f.double("momentum", in: 0...0.999) { momentum = v }
         if let v = try f.double("lr_decay", in: 0.5...1) { learningRateDecay = v }
+        if let v = try f.double("lr_floor", in: 0...1) { learningRateFloor = v }
         localSteps = try f.int("local_steps", in: 1...10_000_000)
         let alpha = try f.double("fedrs_alpha", in: 0...1) ?? 0.5, tau = try f.double("fedlc_tau", in: 0...100) ?? 1
         if let v = try f.string("loss") {

@@ -107,15 +107,18 @@ public final class Federation: @unchecked Sendable {
     }
 
     /// The workers' learning rate is multiplied by this once per round: round r trains with
-    /// learning_rate · decay^(r−1) (1: constant).
+    /// learning_rate · max(decay^(r−1), floor) (1: constant).
     public var learningRateDecay: Float = 1
+    /// The decay stops at this fraction of the starting learning rate (0: it never stops).
+    public var learningRateFloor: Float = 0
 
     /// The training config of `round`: the strategy's proximal term, the decayed learning rate.
     public func roundConfig(_ round: Int) -> TrainingConfig {
         var c = config
         c.proximalMu = strategy.proximalMu
         if learningRateDecay != 1 {
-            c.learningRate = max(1e-7, config.learningRate * Float(pow(Double(learningRateDecay), Double(max(0, round - 1)))))
+            let factor = max(pow(Double(learningRateDecay), Double(max(0, round - 1))), Double(learningRateFloor))
+            c.learningRate = max(1e-7, config.learningRate * Float(factor))
         }
         return c
     }

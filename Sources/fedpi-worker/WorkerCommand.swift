@@ -1,5 +1,6 @@
 import ArgumentParser
 import FedPiEngine
+import FedPiIdentity
 import FedPiRuntime
 import FedPiWorker
 #if canImport(FoundationEssentials)
@@ -79,6 +80,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Write the bound port to this file once listening (for scripts using port 0).", valueName: "file"))
     var portFile: String?
 
+    @Flag(help: ArgumentHelp("Ask the worker these settings describe for GET /v1/health and exit: 0 when it answers 200, 1 otherwise. Dials 127.0.0.1 for an all-interfaces address. Without TLS settings it uses FEDPI_HEALTH_CERT, FEDPI_HEALTH_KEY and FEDPI_HEALTH_CA when that certificate is readable (the image's HEALTHCHECK)."))
+    var healthCheck = false
+
     @Option(help: .hidden)
     var debugCorruptUpdates: String?
 
@@ -89,27 +93,10 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let s = try settings()
+        if healthCheck { return try await probe(s) }
         Memory.configureAllocator()
         LineLogHandler.bootstrap()
-        var s = WorkerSettings()
-        do {
-            if let config { try s.load(path: config) }
-            if let name { s.name = name }
-            if let listen { (s.host, s.port) = try WorkerSettings.parseListen(listen) }
-            if let data { s.data = data }
-            if let classes { s.classes = classes }
-            if let partition { s.partition = partition }
-            if let limit { s.limit = limit }
-            if let testLimit { s.testLimit = testLimit }
-            if let stateDir { s.stateDir = stateDir }
-            if let lanes { s.lanes = lanes }
-            if let tlsCert { s.tlsCertificate = tlsCert }
-            if let tlsKey { s.tlsKey = tlsKey }
-            if let tlsCa { s.tlsAuthority = tlsCa }
-            if insecure { s.insecure = true }
-        } catch {
-            throw ValidationError("\(error)")
-        }
         var logger = Logger(label: "fedpi-worker")
         logger[metadataKey: "node"] = "\(s.name)"
         let identity: WorkerIdentity?
@@ -135,5 +122,48 @@ struct WorkerCommand: AsyncParsableCommand {
             if let portFile { try? String(port).write(toFile: portFile, atomically: true, encoding: .utf8) }
         }
         logger.info("stopped")
+    }
+
+    /// The settings file, then the flags.
+    func settings() throws -> WorkerSettings {
+        var s = WorkerSettings()
+        do {
+            if let config { try s.load(path: config) }
+            if let name { s.name = name }
+            if let listen { (s.host, s.port) = try WorkerSettings.parseListen(listen) }
+            if let data { s.data = data }
+            if let classes { s.classes = classes }
+            if let partition { s.partition = partition }
+            if let limit { s.limit = limit }
+            if let testLimit { s.testLimit = testLimit }
+            if let stateDir { s.stateDir = stateDir }
+            if let lanes { s.lanes = lanes }
+            if let tlsCert { s.tlsCertificate = tlsCert }
+            if let tlsKey { s.tlsKey = tlsKey }
+            if let tlsCa { s.tlsAuthority = tlsCa }
+            if insecure { s.insecure = true }
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        return s
+    }
+
+    /// --health-check: one GET /v1/health, the answer printed, the exit code for HEALTHCHECK.
+    func probe(_ s: WorkerSettings) async throws {
+        let environment = ProcessInfo.processInfo.environment
+        var files: TLSFiles?
+        do { files = try s.tlsFiles(environment: environment) } catch { throw ValidationError("\(error)") }
+        if files == nil, let certificate = environment["FEDPI_HEALTH_CERT"], FileManager.default.isReadableFile(atPath: certificate) {
+            files = TLSFiles(certificate: certificate, key: environment["FEDPI_HEALTH_KEY"] ?? "", authority: environment["FEDPI_HEALTH_CA"] ?? "")
+        }
+        let host = ["0.0.0.0", "::", ""].contains(s.host) ? "127.0.0.1" : s.host
+        do {
+            let (status, body) = try await HealthProbe.check(host: host, port: s.port, tls: files)
+            print(status, body.filter { $0 != "\n" && $0 != "\r" })
+            if status != 200 { throw ExitCode(1) }
+        } catch let failure as HealthProbe.Failure {
+            print("unhealthy: \(failure)")
+            throw ExitCode(1)
+        }
     }
 }

@@ -58,6 +58,9 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The workers' learning rate is multiplied by this each round (0.5...1; 1: constant).", valueName: "x"))
     var lrDecay: Float = 1
 
+    @Option(help: ArgumentHelp("The decay stops at this fraction of --lr (0...1; 0: never stops).", valueName: "x"))
+    var lrFloor: Float = 0
+
     @Option(help: ArgumentHelp("Server learning rate of fedavgm (default \(FedOpt.defaultLR(.fedavgm))), fedadam and fedyogi (default \(FedOpt.defaultLR(.fedadam))).", valueName: "x"))
     var serverLr: Float?
 
@@ -104,6 +107,7 @@ struct Simulate: AsyncParsableCommand {
         guard (0...1).contains(fedrsAlpha), (0...100).contains(fedlcTau) else { throw ValidationError("--fedrs-alpha must be in [0, 1], --fedlc-tau in [0, 100]") }
         guard localSteps.map({ $0 >= 1 }) ?? true else { throw ValidationError("--local-steps must be at least 1") }
         guard lrDecay >= 0.5, lrDecay <= 1 else { throw ValidationError("--lr-decay must be in [0.5, 1]") }
+        guard lrFloor >= 0, lrFloor <= 1 else { throw ValidationError("--lr-floor must be in [0, 1]") }
     }
 
     func shards(_ labels: [Int]) throws -> [[Int]] {
@@ -143,6 +147,7 @@ struct Simulate: AsyncParsableCommand {
         let net = try ModelZoo.make(model, seed: seed)
         let federation = Federation(model: net, strategy: chosen, workers: workers, minNodes: minNodes ?? workers.count, config: config)
         federation.learningRateDecay = lrDecay
+        federation.learningRateFloor = lrFloor
         let testIndices = Array(0..<min(test.count, testLimit ?? test.count))
         federation.evaluate = { try Trainer.evaluate($0, on: test, indices: testIndices) }
         print("\(model), \(workers.count) workers (" + pieces.map { String($0.count) }.joined(separator: "/") + " samples), "

@@ -43,6 +43,7 @@ final class FleetConfigTests: XCTestCase {
             insecure = true
             server_lr = 0.05
             lr_decay = 0.95
+            lr_floor = 0.2
             server_momentum = 0.8
             beta1 = 0.85
             beta2 = 0.995
@@ -55,6 +56,7 @@ final class FleetConfigTests: XCTestCase {
 
             """ + nodes)
         XCTAssertEqual(c.learningRateDecay, 0.95)
+        XCTAssertEqual(c.learningRateFloor, 0.2)
         XCTAssertEqual(c.training.loss, .fedRS(alpha: 0.3))
         XCTAssertEqual(c.training.localSteps, 120)
         XCTAssertEqual(try FleetConfig(text: "loss = \"fedlc\"\nfedlc_tau = 2\n" + nodes).training.loss, .fedLC(tau: 2))

@@ -121,5 +121,9 @@ final class ServerOptimizerTests: XCTestCase {
             let sent = try SafetensorsFile.decode(f.globalPayload(round: round)).metadata
             XCTAssertEqual(try TrainingConfig(metadata: sent).learningRate, Float(expected), accuracy: 1e-7)
         }
+        // With a floor the decay stops there: 0.9^6 = 0.53 > 0.5, 0.9^7 = 0.478 < 0.5.
+        f.learningRateFloor = 0.5
+        XCTAssertEqual(f.roundConfig(7).learningRate, 0.1 * Float(pow(0.9, 6.0)), accuracy: 1e-7)
+        for round in [8, 9, 50, 1_000_000] { XCTAssertEqual(f.roundConfig(round).learningRate, 0.05, accuracy: 1e-7) }
     }
 }

@@ -193,6 +193,47 @@ final class TLSFleetTests: XCTestCase {
         XCTAssertTrue(fleet.log("w9").contains("no TLS configured"), fleet.log("w9"))
     }
 
+    /// `fedpi-worker --health-check` (the image's HEALTHCHECK): exit 0 and the answer over mutual TLS
+    /// with a fleet certificate, from flags or from FEDPI_HEALTH_*; exit 1 with another CA's
+    /// certificate, without TLS against a TLS worker, and when nothing listens.
+    func testHealthCheckCommand() throws {
+        try fleet.startWorker("w1", classes: "0-3", limit: 50)
+        let port = fleet.ports["w1"]!
+        func probe(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
+            let p = Process()
+            p.executableURL = fleet.binaries.appendingPathComponent("fedpi-worker")
+            p.arguments = ["--health-check"] + arguments
+            p.environment = environment
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            try p.run()
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (p.terminationStatus, text)
+        }
+        var (code, text) = try probe(["--listen", "127.0.0.1:\(port)"] + fleet.tlsArguments("w1"))
+        XCTAssertEqual(code, 0, text)
+        XCTAssertTrue(text.hasPrefix("200 {\"state\":\"ok\"}"), text)
+        // the image's way: no flags but the port, another fleet certificate from the environment
+        try fleet.issue("probe", role: .worker)
+        let tls = fleet.tlsDir
+        (code, text) = try probe(["--listen", "0.0.0.0:\(port)"], environment: [
+            "FEDPI_HEALTH_CERT": "\(tls)/probe.crt", "FEDPI_HEALTH_KEY": "\(tls)/probe.key", "FEDPI_HEALTH_CA": "\(tls)/ca/ca.crt"])
+        XCTAssertEqual(code, 0, text)
+        let other = try CertificateAuthority.create(directory: tls + "/other-ca", name: "other", days: 30)
+        try fleet.issue("intruder", role: .worker, by: other)
+        (code, text) = try probe(["--listen", "127.0.0.1:\(port)", "--tls-cert", "\(tls)/intruder.crt", "--tls-key", "\(tls)/intruder.key",
+                                  "--tls-ca", "\(tls)/other-ca/ca.crt"])
+        XCTAssertEqual(code, 1, text)
+        XCTAssertTrue(text.contains("unhealthy"), text)
+        (code, text) = try probe(["--listen", "127.0.0.1:\(port)"])
+        XCTAssertEqual(code, 1, "plain HTTP to a TLS worker: \(text)")
+        fleet.stopAll()
+        (code, text) = try probe(["--listen", "127.0.0.1:\(port)"] + fleet.tlsArguments("w1"))
+        XCTAssertEqual(code, 1, text)
+        XCTAssertTrue(text.contains("cannot connect"), text)
+    }
+
     /// Connects, writes `bytes` (maybe none) and closes.
     static func sendRaw(port: Int, bytes: [UInt8]) {
         guard let fd = RawHTTP.connect(port: port) else { return }
