@@ -60,7 +60,7 @@ let package = Package(
         .target(name: "FedPiTraining", dependencies: ["FedPiEngine", "FedPiWire"], swiftSettings: optimized),
         // The round logic and the strategies: the aggregator and `fedpi simulate`, not the worker.
         .target(name: "FedPiFederation", dependencies: ["FedPiEngine", "FedPiWire", "FedPiTraining"], swiftSettings: optimized),
-        .target(name: "FedPiData", dependencies: ["CZlib", "FedPiEngine"], swiftSettings: optimized),
+        .target(name: "FedPiData", dependencies: ["CZlib", "CStb", "FedPiEngine"], swiftSettings: optimized),
         // Class probabilities for one image (PNG/JPEG or raw pixels): `fedpi predict` and the aggregator's API.
         .target(name: "FedPiPredict", dependencies: ["CStb", "FedPiEngine"], swiftSettings: optimized),
         // Fleet identity: certificates with a node name and a role, the fleet CA, TLS contexts that
