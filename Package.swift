@@ -88,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "fedpi",
             dependencies: [
-                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation", "FedPiTraining", "FedPiIdentity", "FedPiPredict",
+                "FedPiEngine", "FedPiData", "FedPiWire", "FedPiFederation", "FedPiTraining", "FedPiIdentity", "FedPiPredict", "CStb",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(
@@ -126,7 +126,7 @@ let package = Package(
         .executableTarget(
             name: "fedpi-aggregator",
             dependencies: ["FedPiAggregator", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .target(name: "FedPiTesting", dependencies: ["FedPiData", "CZlib"], path: "Tests/FedPiTesting"),
+        .target(name: "FedPiTesting", dependencies: ["FedPiData", "CZlib", "CStb"], path: "Tests/FedPiTesting"),
         .testTarget(name: "FedPiEngineTests", dependencies: ["FedPiEngine", "FedPiData", "FedPiTesting", "CKernels"]),
         .testTarget(name: "FedPiWireTests", dependencies: ["FedPiWire", "CHalf", "FedPiTesting"]),
         .testTarget(name: "FedPiFederationTests", dependencies: ["FedPiFederation", "FedPiTraining", "FedPiData", "FedPiTesting"]),

@@ -54,7 +54,10 @@ public final class Aggregator: @unchecked Sendable {
         let operations = Operations(fleetRounds: config.rounds, controlPath: config.stateDir + "/control.json")
         let metrics = AggregatorMetrics()
         let central = try config.testData.map { dir in
-            let test = try MNISTDirectory(dir).load(.test)
+            let shape = model.inputShape
+            let test = try DataDirectory(dir).load(.test, height: shape[0], width: shape[1], skipped: { skipped in
+                logger.warning("test data \(dir): \(DataDirectory.describe(skipped))")
+            })
             return try CentralEvaluation(model: config.model, data: test,
                                          indices: Partition.sample(Array(0..<test.count), limit: config.testLimit, seed: config.seed))
         }

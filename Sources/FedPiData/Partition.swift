@@ -4,12 +4,17 @@ import FedPiEngine
 /// labels, parameters and seed give the same shards, on every machine.
 public enum Partition {
     /// Parses a class list: `0-3`, `1,3,5`, `0-2,7`.
-    public static func parseClasses(_ text: String) throws -> [Int] {
+    public static func parseClasses(_ text: String, names: [String]? = nil) throws -> [Int] {
         var result: [Int] = []
         for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            if let names, let i = names.firstIndex(of: String(part.trimmingSpaces)) {
+                result.append(i)
+                continue
+            }
             let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { $0.trimmingSpaces }
             guard (1...2).contains(bounds.count), let lo = Int(bounds[0]), let hi = Int(bounds.last!), lo >= 0, hi >= lo else {
-                throw DatasetError("'\(text)' is not a class list; write classes like 0-3 or 1,3,5")
+                throw DatasetError("'\(text)' is not a class list; write classes like 0-3 or 1,3,5"
+                                   + (names.map { " or by name: " + $0.joined(separator: ", ") } ?? ""))
             }
             result.append(contentsOf: lo...hi)
         }
@@ -19,10 +24,10 @@ public enum Partition {
 
     /// Parses groups of classes, one group per worker, separated by `,` (or `/`, `;`); a group is a
     /// class, a range, or classes joined by `+`: `0-3,4-6,7-9` gives three groups, `0+2,1+3` two.
-    public static func parseClassGroups(_ text: String) throws -> [[Int]] {
+    public static func parseClassGroups(_ text: String, names: [String]? = nil) throws -> [[Int]] {
         let groups = try text.split(separator: ",", omittingEmptySubsequences: false)
             .flatMap { $0.split(whereSeparator: { $0 == "/" || $0 == ";" }) }
-            .map { try parseClasses($0.replacingPlus) }
+            .map { try parseClasses($0.replacingPlus, names: names) }
         let all = groups.flatMap { $0 }
         guard !groups.isEmpty, Set(all).count == all.count else {
             throw DatasetError("class groups '\(text)' must be non-empty and disjoint, e.g. 0-3,4-6,7-9")

@@ -29,6 +29,8 @@ public final class WorkerService: Sendable {
     let test = Mutex<Result<LabeledImages, DatasetError>?>(nil)
     let trainSamples: Int
     let classes: [Int]
+    /// The model's input (height, width, channels): image folders are decoded at this size.
+    let inputShape: [Int]
     let logger: Logger
     let started = ContinuousClock.now
     /// Largest request body accepted: this model's f32 file and a header allowance.
@@ -50,20 +52,36 @@ public final class WorkerService: Sendable {
         self.identity = identity
         let deny = settings.deny
         self.currentDeny = currentDeny ?? { deny }
-        let layout = try ModelZoo.make(model, seed: 1).parameters.entries
+        let net = try ModelZoo.make(model, seed: 1)
+        let layout = net.parameters.entries
         self.maxBodyBytes = maxBodyBytes ?? WorkerService.bodyLimit(layout)
         self.model = model
         self.logger = logger
-        let directory = MNISTDirectory(settings.data)
-        let selected = try directory.load(.train) { try settings.shard(labels: $0) }
-        guard selected.count > 0 else { throw ConfigError("no training samples left after classes/partition/limit") }
         // the pixels go to the state directory and are read per batch; only the labels stay in memory
         try FileManager.default.createDirectory(atPath: settings.stateDir, withIntermediateDirectories: true)
         let shardPath = settings.stateDir + "/train-shard.u8"
-        try FileIO.writeAtomically(selected.pixels, to: shardPath)
-        let shard = try ImageFile(path: shardPath, height: selected.height, width: selected.width, labels: selected.labels)
+        inputShape = net.inputShape
+        let (height, width) = (inputShape[0], inputShape[1])
+        let shard: ImageFile
+        switch try DataDirectory(settings.data).layout {
+        case .idx(let directory):
+            let selected = try directory.load(.train) { try settings.shard(labels: $0) }
+            guard selected.count > 0 else { throw ConfigError("no training samples left after classes/partition/limit") }
+            try FileIO.writeAtomically(selected.pixels, to: shardPath)
+            shard = try ImageFile(path: shardPath, height: selected.height, width: selected.width, labels: selected.labels)
+        case .folders(let folders):
+            // decoded one image at a time into the shard file, once: a restart with the same files reuses it
+            let start = ContinuousClock.now
+            let (labels, skipped, reused) = try folders.writeShard(
+                "train", height: height, width: width, keep: { try settings.shard(labels: $0, names: folders.classNames) }, to: shardPath)
+            guard !labels.isEmpty else { throw ConfigError("no training samples left after classes/partition/limit") }
+            if !skipped.isEmpty { logger.warning("\(settings.data): \(DataDirectory.describe(skipped))") }
+            logger.info(reused ? "image folders: the decoded shard from the last start is reused"
+                               : "image folders: decoded \(labels.count) images at \(height)x\(width)", metadata: ["took": "\(ContinuousClock.now - start)"])
+            shard = try ImageFile(path: shardPath, height: height, width: width, labels: labels)
+        }
         trainSamples = shard.count
-        classes = selected.classCounts().map(\.label)
+        classes = Array(Set(shard.labels.map(Int.init))).sorted()
         runner = try TaskRunner(
             job: LocalTraining(node: settings.name, model: model, data: shard, indices: Array(0..<shard.count), lanes: settings.lanes),
             stateDir: settings.stateDir, logger: logger, fault: fault, maxEpochs: settings.maxLocalEpochs, maxSeconds: settings.maxTaskSeconds)
@@ -198,7 +216,7 @@ public final class WorkerService: Sendable {
             if let cached { return cached }
             let settings = self.settings
             let loaded = Result { () throws -> LabeledImages in
-                try MNISTDirectory(settings.data).load(.test) {
+                try DataDirectory(settings.data).load(.test, height: self.inputShape[0], width: self.inputShape[1]) {
                     Partition.sample(Array($0.indices), limit: settings.testLimit, seed: settings.seed).sorted()
                 }
             }.mapError { DatasetError("\($0)") }

@@ -111,10 +111,10 @@ public struct WorkerSettings: Sendable {
     }
 
     /// This node's share of a training set with these labels, as ascending sample indices.
-    public func shard(labels: [UInt8]) throws -> [Int] {
+    public func shard(labels: [UInt8], names: [String]? = nil) throws -> [Int] {
         var keep = Array(0..<labels.count)
         if let classes {
-            let wanted = Set(try Partition.parseClasses(classes))
+            let wanted = Set(try Partition.parseClasses(classes, names: names))
             keep = keep.filter { wanted.contains(Int(labels[$0])) }
         }
         if let partition {

@@ -16,5 +16,5 @@ struct FedPiCommand: AsyncParsableCommand {
 
 struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "data", abstract: "Inspect data sets.", subcommands: [InspectData.self])
+        commandName: "data", abstract: "Inspect data sets; write IDX files as image folders.", subcommands: [InspectData.self, ExportData.self])
 }

@@ -67,7 +67,7 @@ struct Predict: ParsableCommand {
             }
         }
         if let data, !index.isEmpty {
-            let set = try MNISTDirectory(data).load(MNISTDirectory.Split(rawValue: split)!)
+            let set = try DataDirectory(data).load(MNISTDirectory.Split(rawValue: split)!, height: h, width: w)
             guard set.height == h, set.width == w else { throw ValidationError("\(data) has \(set.height)x\(set.width) images; \(id) takes \(h)x\(w)") }
             for i in index {
                 guard (0..<set.count).contains(i) else { throw ValidationError("--index \(i) is outside 0..<\(set.count)") }

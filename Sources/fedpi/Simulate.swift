@@ -110,7 +110,7 @@ struct Simulate: AsyncParsableCommand {
         guard lrFloor >= 0, lrFloor <= 1 else { throw ValidationError("--lr-floor must be in [0, 1]") }
     }
 
-    func shards(_ labels: [Int]) throws -> [[Int]] {
+    func shards(_ labels: [Int], names: [String]? = nil) throws -> [[Int]] {
         let parts = split.split(separator: ":").map(String.init)
         switch parts.first {
         case "iid":
@@ -122,15 +122,17 @@ struct Simulate: AsyncParsableCommand {
             }
             return Partition.dirichlet(labels: labels, shards: n, alpha: alpha, seed: seed)
         default:
-            return try Partition.classGroups(labels: labels, groups: try Partition.parseClassGroups(split))
+            return try Partition.classGroups(labels: labels, groups: try Partition.parseClassGroups(split, names: names))
         }
     }
 
     func run() async throws {
-        let directory = MNISTDirectory(dataOptions.data)
-        let train = try directory.load(.train), test = try directory.load(.test)
+        let directory = try dataOptions.directory()
+        let shape = try ModelZoo.make(model, seed: seed).inputShape
+        let train = try dataOptions.load(directory, .train, inputShape: shape)
+        let test = try dataOptions.load(directory, .test, inputShape: shape)
         let pool = Partition.sample(Array(0..<train.count), limit: limit, seed: seed)
-        let pieces = try shards(pool.map { train.label(at: $0) }).map { $0.map { pool[$0] } }
+        let pieces = try shards(pool.map { train.label(at: $0) }, names: directory.classNames).map { $0.map { pool[$0] } }
         let workers = pieces.enumerated().map { LocalWorker(node: "worker-\($0.offset + 1)", model: model, data: train, indices: $0.element) }
         var server = FedOpt.Options()
         server.serverLR = serverLr

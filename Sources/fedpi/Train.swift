@@ -7,8 +7,25 @@ import FedPiWire
 
 /// Options shared by commands that read a data set.
 struct DataOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Folder of MNIST-format IDX files (raw or .gz).", valueName: "dir"))
+    @Option(name: .long, help: ArgumentHelp(
+        "Folder of MNIST-format IDX files (raw or .gz), or of image class folders: train/<class>/*.png|jpg (also val/, test/).", valueName: "dir"))
     var data: String = ProcessInfoLite.environment("FEDPI_DATA") ?? "/usr/share/datasets/fashion-mnist"
+
+    func directory() throws -> DataDirectory { try DataDirectory(data) }
+
+    /// Loads a split for a model taking `inputShape` (image folders are decoded at its size, with
+    /// progress on standard error; skipped files are listed there too).
+    func load(_ directory: DataDirectory, _ split: MNISTDirectory.Split, inputShape: [Int],
+              keep: (([UInt8]) throws -> [Int])? = nil) throws -> LabeledImages {
+        var line = ProgressLine(interval: 5)
+        let start = ContinuousClock.now
+        let set = try directory.load(split, height: inputShape[0], width: inputShape[1], keep: keep, progress: { done, total in
+            let seconds = Double((ContinuousClock.now - start).components.seconds)
+            line.show("decoding \(split.rawValue) images: \(done)/\(total)", at: seconds, force: done == total)
+        }, skipped: { writeError(DataDirectory.describe($0) + "\n") })
+        line.finish()
+        return set
+    }
 }
 
 struct Train: AsyncParsableCommand {
@@ -94,10 +111,11 @@ struct Train: AsyncParsableCommand {
 
     func run() async throws {
         if let threads { GEMM.threads = threads }
-        let directory = MNISTDirectory(dataOptions.data)
-        let train = try directory.load(.train)
-        let test = try directory.load(.test)
-        let selected = try classes.map { Set(try Partition.parseClasses($0)) }
+        let directory = try dataOptions.directory()
+        let shape = try ModelZoo.make(model, seed: seed).inputShape
+        let train = try dataOptions.load(directory, .train, inputShape: shape)
+        let test = try dataOptions.load(directory, .test, inputShape: shape)
+        let selected = try classes.map { Set(try Partition.parseClasses($0, names: directory.classNames)) }
 
         let indices = Partition.sample(selected.map { train.indices(ofClasses: $0) } ?? Array(0..<train.count), limit: limit, seed: seed)
         guard !indices.isEmpty else { throw ValidationError("no training samples of classes \(classes ?? "")") }

@@ -1,3 +1,4 @@
+import CStb
 import CZlib
 import FedPiData
 import FedPiEngine
@@ -84,6 +85,39 @@ public enum IDXFixtures {
             write(idxBytes(dimensions: [n], data: set.labels), to: "\(dir)/\(stem)-labels\(sep)idx1-ubyte\(suffix)", gzip: gzip)
         }
         return dir
+    }
+
+    /// Writes an 8-bit image with `channels` (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) as PNG, or as
+    /// JPEG at `quality` when the path ends in .jpg/.jpeg.
+    @discardableResult
+    public static func writeImage(_ path: String, width: Int, height: Int, channels: Int = 1, bytes: [UInt8], quality: Int32 = 95) -> Bool {
+        precondition(bytes.count == width * height * channels)
+        if path.hasSuffix(".jpg") || path.hasSuffix(".jpeg") {
+            return stbi_write_jpg(path, Int32(width), Int32(height), Int32(channels), bytes, quality) != 0
+        }
+        return stbi_write_png(path, Int32(width), Int32(height), Int32(channels), bytes, Int32(width * channels)) != 0
+    }
+
+    /// Writes images (`count × height × width`, gray) as PNG class folders: DIR/SPLIT/<label>/<index>.png,
+    /// the label zero-padded to `digits`, the index to 5 digits (so names sort in index order).
+    public static func writeImageFolders(_ dir: String, split: String, height: Int, width: Int, pixels: [UInt8], labels: [UInt8],
+                                         digits: Int = 1) {
+        let per = height * width
+        for (i, label) in labels.enumerated() {
+            let folder = "\(dir)/\(split)/" + String(repeating: "0", count: max(0, digits - String(label).count)) + String(label)
+            mkdirs(folder)
+            let name = String(repeating: "0", count: max(0, 5 - String(i).count)) + String(i)
+            precondition(writeImage("\(folder)/\(name).png", width: width, height: height, bytes: Array(pixels[(i * per)..<((i + 1) * per)])))
+        }
+    }
+
+    /// mkdir -p
+    public static func mkdirs(_ path: String) {
+        var built = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            built += "/" + part
+            mkdir(built, 0o755)
+        }
     }
 
     /// Where the Debian package dataset-fashion-mnist puts Fashion-MNIST.
