@@ -58,6 +58,7 @@ public final class Aggregator: @unchecked Sendable {
             let test = try DataDirectory(dir).load(.test, height: shape[0], width: shape[1], skipped: { skipped in
                 logger.warning("test data \(dir): \(DataDirectory.describe(skipped))")
             })
+            try test.check(for: model, data: dir)
             return try CentralEvaluation(model: config.model, data: test,
                                          indices: Partition.sample(Array(0..<test.count), limit: config.testLimit, seed: config.seed))
         }

@@ -54,6 +54,8 @@ public struct FleetConfig: Sendable {
     public var loss: LocalLoss = .crossEntropy
     /// At most this many local steps per round (nil: full epochs).
     public var localSteps: Int?
+    /// Balanced class weights in the workers' loss, from each one's own class counts.
+    public var classWeights = false
     /// Fewest usable updates for a round to count.
     public var minNodes = 1
     /// Share of the online nodes asked each round (at least `minNodes` of them).
@@ -114,6 +116,10 @@ public struct FleetConfig: Sendable {
         if let v = try f.double("lr_decay", in: 0.5...1) { learningRateDecay = v }
         if let v = try f.double("lr_floor", in: 0...1) { learningRateFloor = v }
         localSteps = try f.int("local_steps", in: 1...10_000_000)
+        if let v = try f.string("class_weights") {
+            guard ["balanced", "none"].contains(v) else { throw ConfigError("\(path): class_weights must be \"balanced\" or \"none\"") }
+            classWeights = v == "balanced"
+        }
         let alpha = try f.double("fedrs_alpha", in: 0...1) ?? 0.5, tau = try f.double("fedlc_tau", in: 0...100) ?? 1
         if let v = try f.string("loss") {
             guard let l = LocalLoss.make(v, alpha: Float(alpha), tau: Float(tau)) else {
@@ -219,6 +225,7 @@ public struct FleetConfig: Sendable {
         c.momentum = Float(momentum)
         c.loss = loss
         c.localSteps = localSteps
+        c.classWeights = classWeights
         c.encoding = encoding
         c.seed = seed
         return c

@@ -78,6 +78,23 @@ public struct LabeledImages: BatchProvider, Sendable {
 }
 
 extension LabeledImages {
+    /// Throws when images of `height × width` with these labels cannot feed `model`: another image
+    /// size, or a label the model has no output for (a data set of more classes than the model's).
+    public static func check(height: Int, width: Int, labels: [UInt8], for model: Model, data: String) throws {
+        guard height == model.inputShape[0], width == model.inputShape[1] else {
+            throw DatasetError("\(data) has \(height)x\(width) images; \(model.id) takes \(model.inputShape[0])x\(model.inputShape[1])"
+                               + " (image folders are resized to the model's size, IDX files are not)")
+        }
+        if let top = labels.max(), Int(top) >= model.classes {
+            throw DatasetError("\(data) has labels up to \(top) (\(Int(top) + 1) classes or more); \(model.id) has \(model.classes) classes")
+        }
+    }
+
+    /// `check(height:width:labels:for:data:)` for these images.
+    public func check(for model: Model, data: String) throws {
+        try LabeledImages.check(height: height, width: width, labels: labels, for: model, data: data)
+    }
+
     /// The normalised float of every byte value: one load per pixel instead of a divide and a subtract.
     static func pixelTable(_ normalization: Model.Normalization) -> [Float] {
         (0..<256).map { (Float($0) / 255 - normalization.mean) / normalization.std }

@@ -13,12 +13,32 @@ public struct LogitAdjustment: Sendable, Equatable {
     public var scale: [Float]
     public var offset: [Float]
     public var excluded: [Bool]
+    /// Each sample's loss (and gradient) is multiplied by the weight of its class (nil: 1 for all).
+    public var weight: [Float]?
 
-    public init(scale: [Float], offset: [Float], excluded: [Bool]) {
+    public init(scale: [Float], offset: [Float], excluded: [Bool], weight: [Float]? = nil) {
         precondition(scale.count == offset.count && offset.count == excluded.count, "one entry per class")
+        precondition(weight.map { $0.count == scale.count } ?? true, "one weight per class")
         self.scale = scale
         self.offset = offset
         self.excluded = excluded
+        self.weight = weight
+    }
+
+    /// Class weights for imbalanced data, from the node's own class counts: w_c = N / (K·n_c) over the
+    /// K classes it holds (scikit-learn's "balanced"), so every class weighs the same in the loss and
+    /// the weights average 1 over the node's samples (the batch mean keeps its scale). Classes the
+    /// node lacks get 1 (no sample carries them).
+    public static func balancedWeights(counts: [Int]) -> [Float] {
+        let total = counts.reduce(0, +), present = counts.filter { $0 > 0 }.count
+        return counts.map { $0 > 0 ? Float(total) / (Float(present) * Float($0)) : 1 }
+    }
+
+    /// This adjustment with class weights added (`adjustment` nil: only the weights).
+    public static func weighted(_ adjustment: LogitAdjustment?, counts: [Int]) -> LogitAdjustment {
+        var a = adjustment ?? LogitAdjustment(scale: counts.map { _ in 1 }, offset: counts.map { _ in 0 }, excluded: counts.map { _ in false })
+        a.weight = balancedWeights(counts: counts)
+        return a
     }
 
     /// FedRS (Li & Zhan, KDD 2021), restricted softmax: the logits of classes this node has no samples
@@ -85,11 +105,12 @@ public enum SoftmaxCrossEntropy {
             var sum: Float = 0
             for j in 0..<c { sum += expf(z[j] - maxValue) }
             let logSum = logf(sum)
-            lossSum += Double(logSum - (z[label] - maxValue))
+            let w = adjustment?.weight?[label] ?? 1
+            lossSum += Double(w * (logSum - (z[label] - maxValue)))
             if let g = gradient?.data {
-                let grow = g + i * c
-                for j in 0..<c { grow[j] = expf(z[j] - maxValue - logSum) * invN }
-                grow[label] -= invN
+                let grow = g + i * c, scale = invN * w
+                for j in 0..<c { grow[j] = expf(z[j] - maxValue - logSum) * scale }
+                grow[label] -= scale
                 if let a = adjustment { for j in 0..<c { grow[j] *= a.scale[j] } }
             }
         }

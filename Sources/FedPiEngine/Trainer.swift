@@ -94,15 +94,35 @@ public struct EvaluationResult: Sendable {
     public var accuracy: Double
     public var count: Int
     public var seconds: Double
+    /// `confusion[t][p]`: samples of true class t predicted as p (classes × classes; empty when not
+    /// counted).
+    public var confusion: [[Int]]
 
-    public init(loss: Double, accuracy: Double, count: Int, seconds: Double) {
+    public init(loss: Double, accuracy: Double, count: Int, seconds: Double, confusion: [[Int]] = []) {
         self.loss = loss
         self.accuracy = accuracy
         self.count = count
         self.seconds = seconds
+        self.confusion = confusion
     }
 
     public var samplesPerSecond: Double { seconds > 0 ? Double(count) / seconds : 0 }
+
+    /// Per class: the share of its samples predicted as it (nil: no samples of it).
+    public var recall: [Double?] {
+        confusion.indices.map { t in
+            let support = confusion[t].reduce(0, +)
+            return support > 0 ? Double(confusion[t][t]) / Double(support) : nil
+        }
+    }
+
+    /// Per class: the share of the predictions of it that were right (nil: never predicted).
+    public var precision: [Double?] {
+        confusion.indices.map { p in
+            let predicted = confusion.reduce(0) { $0 + $1[p] }
+            return predicted > 0 ? Double(confusion[p][p]) / Double(predicted) : nil
+        }
+    }
 }
 
 /// A label outside the model's classes, or an empty selection: the data does not fit the model.
@@ -132,6 +152,8 @@ public final class Trainer {
         let gradLogits = Tensor(shape: [0])
         var labels: [Int32] = []
         var result = SoftmaxCrossEntropy.Result.zero
+        /// Evaluation: true × predicted counts, row-major.
+        var confusion: [Int] = []
         init(_ model: Model) { self.model = model }
     }
 
@@ -282,13 +304,29 @@ public final class Trainer {
                 data.fillBatch(slice, normalization: model.normalization, into: lane.input, labels: &lane.labels)
                 let logits = lane.model.forward(lane.input, training: false)
                 lane.result.add(lane.labels.withUnsafeBufferPointer { SoftmaxCrossEntropy.evaluate(logits: logits, labels: $0) })
+                Trainer.count(logits, lane.labels, into: &lane.confusion, classes: model.classes)
                 chunk += active
             }
         }
         let total = lanes.reduce(into: SoftmaxCrossEntropy.Result.zero) { $0.add($1.result) }
-        let n = max(order.count, 1)
+        let n = max(order.count, 1), c = model.classes
+        var confusion = [[Int]](repeating: [Int](repeating: 0, count: c), count: c)
+        for lane in lanes where !lane.confusion.isEmpty {
+            for t in 0..<c { for p in 0..<c { confusion[t][p] += lane.confusion[t * c + p] } }
+        }
         return EvaluationResult(loss: total.lossSum / Double(n), accuracy: Double(total.correct) / Double(n), count: order.count,
-                                seconds: seconds(clock.now - start))
+                                seconds: seconds(clock.now - start), confusion: confusion)
+    }
+
+    /// Adds each row's (label, argmax) to a row-major classes × classes count.
+    static func count(_ logits: Tensor, _ labels: [Int32], into confusion: inout [Int], classes c: Int) {
+        if confusion.count != c * c { confusion = [Int](repeating: 0, count: c * c) }
+        for i in 0..<logits.batch {
+            let row = logits.data + i * c
+            var best = 0
+            for j in 1..<c where row[j] > row[best] { best = j }
+            confusion[Int(labels[i]) * c + best] += 1
+        }
     }
 
     static func check(_ data: BatchProvider, _ indices: [Int], _ model: Model) throws {

@@ -52,6 +52,8 @@ public struct TrainingConfig: Sendable {
     public var loss: LocalLoss = .crossEntropy
     /// At most this many optimizer steps per round (nil: `epochs` full epochs).
     public var localSteps: Int?
+    /// Balanced class weights in the loss, from each node's own class counts (for imbalanced data).
+    public var classWeights = false
     /// Encoding of the update the worker returns (always a delta).
     public var encoding: Encoding = .f16
     public var seed: UInt64 = 1
@@ -69,6 +71,7 @@ public struct TrainingConfig: Sendable {
          "train.seed": String(seed)]
             .merging(lossMetadata) { a, _ in a }
             .merging(localSteps.map { ["train.local_steps": String($0)] } ?? [:]) { a, _ in a }
+            .merging(classWeights ? ["train.class_weights": "balanced"] : [:]) { a, _ in a }
     }
 
     private var lossMetadata: [String: String] {
@@ -94,6 +97,7 @@ public struct TrainingConfig: Sendable {
         if let v = try value("encoding", { Encoding(rawValue: $0) }, { _ in true }, "f32, f16 or i8") { encoding = v }
         if let v = try value("seed", { UInt64($0) }, { _ in true }, "an unsigned integer") { seed = v }
         if let v = try value("local_steps", { Int($0) }, { (1...10_000_000).contains($0) }, "an integer in 1...10000000") { localSteps = v }
+        if let v = try value("class_weights", { $0 }, { ["balanced", "none"].contains($0) }, "balanced or none") { classWeights = v == "balanced" }
         let alpha = try value("fedrs_alpha", { Float($0) }, { $0 >= 0 && $0 <= 1 }, "a FedRS alpha in [0, 1]") ?? 0.5
         let tau = try value("fedlc_tau", { Float($0) }, { $0 >= 0 && $0 <= 100 }, "a FedLC tau in [0, 100]") ?? 1
         if let v = try value("loss", { LocalLoss.make($0, alpha: alpha, tau: tau) }, { _ in true }, "one of \(LocalLoss.names.joined(separator: ", "))") {
@@ -139,13 +143,15 @@ public struct LocalTraining: @unchecked Sendable {
         var lastLoss: Double?
         do {
             var counts = [Int](repeating: 0, count: net.classes)
-            if config.loss != .crossEntropy {
+            if config.loss != .crossEntropy || config.classWeights {
                 for i in indices { let l = data.label(at: i); if l >= 0 && l < counts.count { counts[l] += 1 } }
             }
+            var adjustment = config.loss.adjustment(counts: counts)
+            if config.classWeights { adjustment = .weighted(adjustment, counts: counts) }
             let trainer = Trainer(model: net, options: TrainingOptions(
                 epochs: config.epochs, batchSize: config.batchSize, learningRate: config.learningRate,
                 optimizer: .sgd(momentum: config.momentum), seed: seed, lanes: lanes, proximalMu: config.proximalMu,
-                logitAdjustment: config.loss.adjustment(counts: counts), maxSteps: config.localSteps))
+                logitAdjustment: adjustment, maxSteps: config.localSteps))
             try trainer.train(on: data, indices: indices) { p in
                 lastLoss = p.loss
                 try progress?(p)

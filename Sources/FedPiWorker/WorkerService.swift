@@ -80,6 +80,7 @@ public final class WorkerService: Sendable {
                                : "image folders: decoded \(labels.count) images at \(height)x\(width)", metadata: ["took": "\(ContinuousClock.now - start)"])
             shard = try ImageFile(path: shardPath, height: height, width: width, labels: labels)
         }
+        try LabeledImages.check(height: shard.height, width: shard.width, labels: shard.labels, for: net, data: settings.data)
         trainSamples = shard.count
         classes = Array(Set(shard.labels.map(Int.init))).sorted()
         runner = try TaskRunner(

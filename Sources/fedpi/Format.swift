@@ -21,7 +21,8 @@ enum ProcessInfoLite {
 struct ProgressLine {
     let interactive = ProcessInfoLite.stderrIsTerminal
     let interval: Double
-    private var lastShown = -1e9
+    /// Times count from the start of the work: the first line comes after one interval.
+    private var lastShown = 0.0
     private var lastLength = 0
 
     init(interval: Double = 5) { self.interval = interval }

@@ -84,8 +84,13 @@ struct InspectData: ParsableCommand {
                 print("    \(Format.padLeft(String(label), 3)) \(name.padding(width)): \(Format.padLeft(String(counts[label]), 7))")
             }
             let common = sizes.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
-            print("  image sizes (width x height): " + common.prefix(5).map { "\($0.key) (\($0.value))" }.joined(separator: ", ")
-                  + (common.count > 5 ? ", and \(common.count - 5) other sizes" : ""))
+            if common.count <= 5 {
+                print("  image sizes (width x height): " + common.map { "\($0.key) (\($0.value))" }.joined(separator: ", "))
+            } else {
+                let dims = sizes.keys.map { $0.split(separator: "x").compactMap { Int($0) } }
+                let widths = dims.map { $0[0] }, heights = dims.map { $0[1] }
+                print("  image sizes (width x height): \(common.count) different, \(widths.min()!)..\(widths.max()!) x \(heights.min()!)..\(heights.max()!)")
+            }
             allSkipped += skipped
         }
         if !allSkipped.isEmpty {

@@ -27,7 +27,7 @@ struct Predict: ParsableCommand {
     @Argument(help: ArgumentHelp("Image files.", valueName: "image"))
     var images: [String] = []
 
-    @Option(help: ArgumentHelp("An MNIST-format data folder to take images from (with --index).", valueName: "dir"))
+    @Option(help: ArgumentHelp("A data folder (MNIST-format files or image class folders) to take images from (with --index).", valueName: "dir"))
     var data: String?
 
     @Option(help: ArgumentHelp("Index of an image in the data set's split (repeatable).", valueName: "n"))

@@ -55,6 +55,9 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: ArgumentHelp("At most this many local steps per round (default: full epochs).", valueName: "n"))
     var localSteps: Int?
 
+    @Option(help: ArgumentHelp("Class weights in the local loss: none, or balanced (from each worker's own class counts, for imbalanced data).", valueName: "w"))
+    var classWeights = "none"
+
     @Option(help: ArgumentHelp("The workers' learning rate is multiplied by this each round (0.5...1; 1: constant).", valueName: "x"))
     var lrDecay: Float = 1
 
@@ -107,6 +110,7 @@ struct Simulate: AsyncParsableCommand {
         guard (0...1).contains(fedrsAlpha), (0...100).contains(fedlcTau) else { throw ValidationError("--fedrs-alpha must be in [0, 1], --fedlc-tau in [0, 100]") }
         guard localSteps.map({ $0 >= 1 }) ?? true else { throw ValidationError("--local-steps must be at least 1") }
         guard lrDecay >= 0.5, lrDecay <= 1 else { throw ValidationError("--lr-decay must be in [0.5, 1]") }
+        guard ["none", "balanced"].contains(classWeights) else { throw ValidationError("--class-weights must be none or balanced") }
         guard lrFloor >= 0, lrFloor <= 1 else { throw ValidationError("--lr-floor must be in [0, 1]") }
     }
 
@@ -128,9 +132,9 @@ struct Simulate: AsyncParsableCommand {
 
     func run() async throws {
         let directory = try dataOptions.directory()
-        let shape = try ModelZoo.make(model, seed: seed).inputShape
-        let train = try dataOptions.load(directory, .train, inputShape: shape)
-        let test = try dataOptions.load(directory, .test, inputShape: shape)
+        let net = try ModelZoo.make(model, seed: seed)
+        let train = try dataOptions.load(directory, .train, for: net)
+        let test = try dataOptions.load(directory, .test, for: net)
         let pool = Partition.sample(Array(0..<train.count), limit: limit, seed: seed)
         let pieces = try shards(pool.map { train.label(at: $0) }, names: directory.classNames).map { $0.map { pool[$0] } }
         let workers = pieces.enumerated().map { LocalWorker(node: "worker-\($0.offset + 1)", model: model, data: train, indices: $0.element) }
@@ -144,9 +148,9 @@ struct Simulate: AsyncParsableCommand {
         config.learningRate = lr
         config.loss = LocalLoss.make(loss, alpha: fedrsAlpha, tau: fedlcTau)!
         config.localSteps = localSteps
+        config.classWeights = classWeights == "balanced"
         config.encoding = Encoding(rawValue: encoding)!
         config.seed = seed
-        let net = try ModelZoo.make(model, seed: seed)
         let federation = Federation(model: net, strategy: chosen, workers: workers, minNodes: minNodes ?? workers.count, config: config)
         federation.learningRateDecay = lrDecay
         federation.learningRateFloor = lrFloor

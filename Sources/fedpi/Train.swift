@@ -13,10 +13,11 @@ struct DataOptions: ParsableArguments {
 
     func directory() throws -> DataDirectory { try DataDirectory(data) }
 
-    /// Loads a split for a model taking `inputShape` (image folders are decoded at its size, with
-    /// progress on standard error; skipped files are listed there too).
-    func load(_ directory: DataDirectory, _ split: MNISTDirectory.Split, inputShape: [Int],
+    /// Loads a split for `model` (image folders are decoded at its input size, with progress on
+    /// standard error; skipped files are listed there too) and checks that it fits the model.
+    func load(_ directory: DataDirectory, _ split: MNISTDirectory.Split, for model: Model,
               keep: (([UInt8]) throws -> [Int])? = nil) throws -> LabeledImages {
+        let inputShape = model.inputShape
         var line = ProgressLine(interval: 5)
         let start = ContinuousClock.now
         let set = try directory.load(split, height: inputShape[0], width: inputShape[1], keep: keep, progress: { done, total in
@@ -24,6 +25,7 @@ struct DataOptions: ParsableArguments {
             line.show("decoding \(split.rawValue) images: \(done)/\(total)", at: seconds, force: done == total)
         }, skipped: { writeError(DataDirectory.describe($0) + "\n") })
         line.finish()
+        try set.check(for: model, data: data)
         return set
     }
 }
@@ -66,6 +68,9 @@ struct Train: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Use at most this many training samples (a seeded random subset).", valueName: "n"))
     var limit: Int?
 
+    @Option(help: ArgumentHelp("Class weights in the loss: none, or balanced (w_c = N / (K·n_c) from the training samples' counts; for imbalanced data such as chest X-rays).", valueName: "w"))
+    var classWeights = "none"
+
     @Option(help: ArgumentHelp("Evaluate on at most this many test samples.", valueName: "n"))
     var testLimit: Int?
 
@@ -103,6 +108,7 @@ struct Train: AsyncParsableCommand {
         guard evalBatchSize >= 1 else { throw ValidationError("--eval-batch-size must be at least 1") }
         guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
         guard ["sgd", "adam"].contains(optimizer) else { throw ValidationError("--optimizer must be sgd or adam") }
+        guard ["none", "balanced"].contains(classWeights) else { throw ValidationError("--class-weights must be none or balanced") }
         guard ModelZoo.names.contains(model) else { throw ValidationError(ModelZoo.UnknownModel(name: model).description) }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
         guard Encoding(rawValue: saveEncoding) != nil else { throw ValidationError("--save-encoding must be f32, f16 or i8") }
@@ -112,25 +118,32 @@ struct Train: AsyncParsableCommand {
     func run() async throws {
         if let threads { GEMM.threads = threads }
         let directory = try dataOptions.directory()
-        let shape = try ModelZoo.make(model, seed: seed).inputShape
-        let train = try dataOptions.load(directory, .train, inputShape: shape)
-        let test = try dataOptions.load(directory, .test, inputShape: shape)
+        let net = try ModelZoo.make(model, seed: seed)
+        let train = try dataOptions.load(directory, .train, for: net)
+        let test = try dataOptions.load(directory, .test, for: net)
         let selected = try classes.map { Set(try Partition.parseClasses($0, names: directory.classNames)) }
 
         let indices = Partition.sample(selected.map { train.indices(ofClasses: $0) } ?? Array(0..<train.count), limit: limit, seed: seed)
         guard !indices.isEmpty else { throw ValidationError("no training samples of classes \(classes ?? "")") }
 
-        let net = try ModelZoo.make(model, seed: seed)
         if let initFrom {
             let (values, _) = try ModelFile.decode(try FileIO.read(initFrom), expecting: net.parameters.entries, model: model)
             net.parameters.load(values)
             print("initial weights from \(initFrom)")
         }
         let choice: OptimizerChoice = optimizer == "adam" ? .adam : .sgd(momentum: momentum)
+        var weights: LogitAdjustment?
+        if classWeights == "balanced" {
+            var counts = [Int](repeating: 0, count: net.classes)
+            for i in indices { counts[train.label(at: i)] += 1 }
+            weights = .weighted(nil, counts: counts)
+            print("class weights: " + weights!.weight!.map { Format.fixed(Double($0), 3) }.joined(separator: " "))
+        }
         let trainer = Trainer(
             model: net,
             options: TrainingOptions(epochs: epochs, batchSize: batchSize, learningRate: lr, optimizer: choice,
-                                     weightDecay: weightDecay, seed: seed, lanes: threads, microBatch: microBatch))
+                                     weightDecay: weightDecay, seed: seed, lanes: threads, microBatch: microBatch,
+                                     logitAdjustment: weights))
         print("model \(model): \(net.parameterCount) parameters; training on \(indices.count) of \(train.count) samples"
               + (classes.map { " (classes \($0))" } ?? "") + ", \(epochs) epoch(s), batch \(batchSize), \(optimizer) lr \(lr), "
               + "\(GEMM.threads) thread(s)")
@@ -164,6 +177,8 @@ struct Train: AsyncParsableCommand {
         print("test accuracy\(classes.map { " (classes \($0))" } ?? ""): \(Format.percent(result.accuracy)) "
               + "on \(result.count) samples, loss \(Format.fixed(result.loss, 4)), "
               + "\(Format.fixed(result.samplesPerSecond, 0)) samples/s")
+        let names = directory.classNames
+        if net.classes <= 20 { print(Train.perClassTable(result, names: names)) }
         if selected != nil {
             var all = Array(0..<test.count)
             if let testLimit { all = Array(all.prefix(testLimit)) }
@@ -186,8 +201,44 @@ struct Train: AsyncParsableCommand {
                 ("eval_samples_per_s", Format.fixed(result.samplesPerSecond, 2)),
                 ("test_accuracy", Format.fixed(result.accuracy, 6)), ("test_loss", Format.fixed(result.loss, 6)),
                 ("peak_rss_mib", Format.fixed(Double(peak) / 1_048_576, 2)),
+                ("per_class", Train.perClassJSON(result, names: names)),
+                ("confusion", "[" + result.confusion.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }.joined(separator: ", ") + "]"),
             ]
             print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
         }
+    }
+
+    /// Recall, precision and support of each class, and the confusion matrix, as a text table.
+    static func perClassTable(_ r: EvaluationResult, names: [String]?) -> String {
+        func pct(_ v: Double?) -> String { Format.padLeft(v.map { Format.percent($0) } ?? "—", 9) }
+        let width = max(5, names?.map(\.count).max() ?? 0)
+        var lines = ["class " + "".padding(width) + "   recall precision  support   predicted as " + r.confusion.indices.map { Format.padLeft(String($0), 5) }.joined()]
+        for (t, row) in r.confusion.enumerated() {
+            lines.append(Format.padLeft(String(t), 5) + " " + (names?[t] ?? "").padding(width) + pct(r.recall[t]) + " " + pct(r.precision[t])
+                         + Format.padLeft(String(row.reduce(0, +)), 9) + "   " + "".padding(12) + row.map { Format.padLeft(String($0), 5) }.joined())
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// The same as JSON: [{"class": 0, "name": "NORMAL", "recall": …, "precision": …, "support": …}, …].
+    static func perClassJSON(_ r: EvaluationResult, names: [String]?) -> String {
+        func number(_ v: Double?) -> String { v.map { Format.fixed($0, 6) } ?? "null" }
+        return "[" + r.confusion.indices.map { t in
+            "{\"class\": \(t)" + (names.map { ", \"name\": \"\(Train.jsonEscape($0[t]))\"" } ?? "") + ", \"recall\": \(number(r.recall[t]))"
+                + ", \"precision\": \(number(r.precision[t])), \"support\": \(r.confusion[t].reduce(0, +))}"
+        }.joined(separator: ", ") + "]"
+    }
+
+    static func jsonEscape(_ s: String) -> String {
+        var out = ""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where u.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16)
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out
     }
 }

@@ -85,7 +85,8 @@ final class LayerGradientTests: XCTestCase {
         let logits = (0..<(n * c)).map { _ in g.nextUnitFloat() * 4 - 2 }
         let labels: [Int32] = [0, 2, 3, 5, 2]
         for adjustment in [LogitAdjustment.fedRS(counts: counts, alpha: 0.3), .fedRS(counts: counts, alpha: 0),
-                           .fedLC(counts: counts, tau: 1.5), .fedLC(counts: counts, tau: 0)] {
+                           .fedLC(counts: counts, tau: 1.5), .fedLC(counts: counts, tau: 0),
+                           .weighted(nil, counts: counts), .weighted(.fedLC(counts: counts, tau: 1), counts: counts)] {
             func loss(_ l: [Float]) -> Double {
                 labels.withUnsafeBufferPointer {
                     SoftmaxCrossEntropy.evaluate(logits: Tensor(shape: [n, c], values: l), labels: $0, adjustment: adjustment).lossSum / Double(n)
@@ -115,6 +116,12 @@ final class LayerGradientTests: XCTestCase {
         XCTAssertEqual(one([3, 3], .fedLC(counts: [16, 1], tau: 2)), log(1 + exp(-1.0)), accuracy: 1e-5)
         // FedLC, the other class absent: the label is alone in the softmax → loss 0
         XCTAssertEqual(one([3, 9], .fedLC(counts: [4, 0], tau: 1)), 0, accuracy: 1e-6)
+        // balanced class weights, counts 1 and 3: w = 4/(2·1) = 2 and 4/(2·3) = 2/3; label 0 → 2·ln 2
+        XCTAssertEqual(LogitAdjustment.balancedWeights(counts: [1, 3, 0]), [2, 2.0 / 3, 1])
+        XCTAssertEqual(one([3, 3], .weighted(nil, counts: [1, 3])), 2 * log(2.0), accuracy: 1e-5)
+        // the weights average 1 over the node's samples
+        let w = LogitAdjustment.balancedWeights(counts: counts)
+        XCTAssertEqual(zip(w, counts).reduce(0) { $0 + $1.0 * Float($1.1) } / Float(counts.reduce(0, +)), 1, accuracy: 1e-6)
     }
 
     /// A whole small network, gradient of the real loss with respect to every parameter.

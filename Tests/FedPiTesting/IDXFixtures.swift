@@ -111,6 +111,49 @@ public enum IDXFixtures {
         }
     }
 
+    /// Chest-X-ray-like class folders, DIR/{train,test}/{NORMAL,PNEUMONIA}/*: a bright body with two
+    /// dark lung fields and noise; PNEUMONIA adds bright patches inside the lungs. Sizes vary around
+    /// `side` (odd ones too), every third file is a JPEG, every fifth an RGB PNG. `counts` gives the
+    /// images per class of each split, e.g. ["train": [30, 90], "test": [10, 30]] (3:1 like Kaggle's).
+    public static func xrayLikeFolders(_ dir: String, counts: [String: [Int]], side: Int = 80, seed: UInt64 = 1) {
+        var g = SeededGenerator(seed: seed)
+        for (split, perClass) in counts.sorted(by: { $0.key < $1.key }) {
+            for (label, name) in ["NORMAL", "PNEUMONIA"].enumerated() {
+                mkdirs("\(dir)/\(split)/\(name)")
+                for i in 0..<perClass[label] {
+                    let w = side - 7 + Int(g.next() % 15), h = side - 7 + Int(g.next() % 15)
+                    var gray = [UInt8](repeating: 0, count: w * h)
+                    let patches = label == 1 ? (0..<3).map { _ in (Float(g.nextUnitFloat()), Float(g.nextUnitFloat()), 0.06 + 0.06 * Float(g.nextUnitFloat())) } : []
+                    for y in 0..<h {
+                        for x in 0..<w {
+                            let u = Float(x) / Float(w), v = Float(y) / Float(h)
+                            var value: Float = 170 - 60 * abs(u - 0.5)
+                            for lung in [Float(0.3), 0.7] {  // two dark ellipses
+                                let d = ((u - lung) / 0.16) * ((u - lung) / 0.16) + ((v - 0.5) / 0.3) * ((v - 0.5) / 0.3)
+                                if d < 1 { value -= 90 * (1 - d) }
+                            }
+                            for (pu, pv, r) in patches {  // opacities inside the lungs
+                                let cu = 0.2 + 0.6 * pu, cv = 0.3 + 0.4 * pv
+                                let d = ((u - cu) * (u - cu) + (v - cv) * (v - cv)) / (r * r)
+                                if d < 1 { value += 70 * (1 - d) }
+                            }
+                            value += 24 * (g.nextUnitFloat() - 0.5)
+                            gray[y * w + x] = UInt8(max(0, min(255, value)))
+                        }
+                    }
+                    let stem = "\(dir)/\(split)/\(name)/img\(i)"
+                    if i % 3 == 2 {
+                        precondition(writeImage(stem + ".jpeg", width: w, height: h, bytes: gray, quality: 90))
+                    } else if i % 5 == 4 {
+                        precondition(writeImage(stem + ".png", width: w, height: h, channels: 3, bytes: gray.flatMap { [$0, $0, $0] }))
+                    } else {
+                        precondition(writeImage(stem + ".png", width: w, height: h, bytes: gray))
+                    }
+                }
+            }
+        }
+    }
+
     /// mkdir -p
     public static func mkdirs(_ path: String) {
         var built = path.hasPrefix("/") ? "" : "."

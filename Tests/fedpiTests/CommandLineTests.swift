@@ -57,6 +57,61 @@ final class CommandLineTests: XCTestCase {
         XCTAssertLessThan(result["peak_rss_mib"] as! Double, 64)  // mnist-mlp on 600 images: ~24 MiB
     }
 
+    /// IDX files exported as PNG class folders (fedpi data export), inspected, and trained on: the same
+    /// images, so the same accuracy within seed noise.
+    func testExportedImageFoldersInspectAndTrainLikeTheIDXFiles() throws {
+        let idx = IDXFixtures.syntheticDirectory(train: 600, test: 200, gzip: true)
+        let folders = IDXFixtures.temporaryDirectory("fedpi-png")
+        var r = try fedpi("data", "export", "--data", idx, "--out", folders)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("train: 600 images of 28x28"), r.stdout)
+        IDXFixtures.write(Array("not an image".utf8), to: folders + "/train/3/broken.png")
+        r = try fedpi("data", "inspect", folders)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("layout: image class folders (train, test)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("train: 600 images, 1 skipped"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("28x28 (600)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("broken.png: not a readable image"), r.stdout)
+        var accuracy: [Double] = []
+        for data in [idx, folders] {
+            r = try fedpi("train", "--data", data, "--model", "mnist-mlp", "--epochs", "3", "--batch-size", "32", "--json")
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let json = try XCTUnwrap(r.stdout.split(separator: "\n").last { $0.hasPrefix("{") })
+            accuracy.append((try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any])["test_accuracy"] as! Double)
+        }
+        XCTAssertTrue(r.stderr.contains("skipped 1 file(s)") && r.stderr.contains("broken.png"), r.stderr)
+        XCTAssertGreaterThan(accuracy[1], 0.9)
+        XCTAssertEqual(accuracy[0], accuracy[1], accuracy: 0.05)
+        // a model of other classes or another input size is refused with the reason
+        r = try fedpi("train", "--data", folders, "--model", "xray-cnn")
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("has labels up to 9") && r.stderr.contains("xray-cnn has 2 classes"), r.stderr)
+        r = try fedpi("train", "--data", idx, "--model", "xray-cnn")
+        XCTAssertTrue(r.stderr.contains("28x28 images; xray-cnn takes 64x64"), r.stderr)
+    }
+
+    /// xray-cnn on chest-X-ray-like folders (3:1 imbalance, odd sizes, PNG, RGB PNG and JPEG) with
+    /// balanced class weights: it learns, and reports recall, precision and the confusion matrix.
+    func testXrayCNNOnImageFoldersWithClassWeightsAndPerClassMetrics() throws {
+        let dir = IDXFixtures.temporaryDirectory("fedpi-xray")
+        IDXFixtures.xrayLikeFolders(dir, counts: ["train": [40, 120], "test": [30, 30]])
+        let r = try fedpi("train", "--data", dir, "--model", "xray-cnn", "--epochs", "4", "--batch-size", "16", "--lr", "0.02",
+                          "--class-weights", "balanced", "--json")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("class weights: 2.000 0.667"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("NORMAL") && r.stdout.contains("precision"), r.stdout)
+        let json = try XCTUnwrap(r.stdout.split(separator: "\n").last { $0.hasPrefix("{") })
+        let result = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
+        XCTAssertGreaterThan(result["test_accuracy"] as! Double, 0.85, r.stdout)
+        let perClass = try XCTUnwrap(result["per_class"] as? [[String: Any]])
+        XCTAssertEqual(perClass.map { $0["name"] as? String }, ["NORMAL", "PNEUMONIA"])
+        XCTAssertEqual(perClass.map { $0["support"] as? Int }, [30, 30])
+        let confusion = try XCTUnwrap(result["confusion"] as? [[Int]])
+        XCTAssertEqual(confusion.flatMap { $0 }.reduce(0, +), 60)
+        XCTAssertEqual(Double(confusion[0][0] + confusion[1][1]) / 60, result["test_accuracy"] as! Double, accuracy: 1e-6)
+        XCTAssertEqual(perClass[0]["recall"] as! Double, Double(confusion[0][0]) / 30, accuracy: 1e-6)
+    }
+
     func testClassSubsetReportsBothAccuracies() throws {
         let dir = IDXFixtures.syntheticDirectory(train: 400, test: 100, gzip: false)
         let r = try fedpi("train", "--data", dir, "--model", "mnist-mlp", "--classes", "0-3")
