@@ -148,6 +148,7 @@ let package = Package(
                 "FedPiAggregator", "FedPiFederation", "FedPiTraining", "FedPiTesting", "FedPiPredict",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]),
         .testTarget(
             name: "FedPiSystemTests",

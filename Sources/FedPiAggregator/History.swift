@@ -1,3 +1,4 @@
+import FedPiEngine
 import FedPiFederation
 import FedPiTraining
 import Foundation
@@ -25,10 +26,24 @@ public final class History: Sendable {
                 CREATE TABLE node_events (at TEXT NOT NULL, node TEXT NOT NULL, state TEXT NOT NULL, detail TEXT NOT NULL);
                 """)
         }
+        migrator.registerMigration("v2: confusion matrices") { db in
+            try db.execute(sql: "ALTER TABLE rounds ADD COLUMN confusion TEXT")
+        }
         try migrator.migrate(db)
     }
 
     static func now() -> String { Date().formatted(.iso8601) }
+
+    /// A confusion matrix as stored: JSON rows, "[[5,1],[0,7]]" (nil: none).
+    static func text(_ confusion: [[Int]]?) -> String? {
+        guard let confusion, !confusion.isEmpty else { return nil }
+        return "[" + confusion.map { "[" + $0.map(String.init).joined(separator: ",") + "]" }.joined(separator: ",") + "]"
+    }
+
+    static func matrix(_ text: String?) -> [[Int]]? {
+        guard let text else { return nil }
+        return try? JSONDecoder().decode([[Int]].self, from: Data(text.utf8))
+    }
 
     /// Writes the round's row (and its participants and failures) and returns the row's id.
     @discardableResult
@@ -36,11 +51,12 @@ public final class History: Sendable {
         try db.write { db in
             try db.execute(
                 sql: """
-                    INSERT INTO rounds (round, attempt, completed, finished_at, seconds, accuracy, loss, bytes_down, bytes_up, strategy, encoding)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO rounds (round, attempt, completed, finished_at, seconds, accuracy, loss, bytes_down, bytes_up, strategy, encoding,
+                                        confusion)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [r.round, r.attempt, r.completed, History.now(), r.seconds, r.testAccuracy, r.testLoss,
-                            r.bytesDown, r.bytesUp, strategy, encoding])
+                            r.bytesDown, r.bytesUp, strategy, encoding, History.text(r.testConfusion)])
             let id = db.lastInsertedRowID
             for p in r.participants {
                 try db.execute(sql: "INSERT INTO participants VALUES (?, ?, ?, ?, ?, ?)",
@@ -55,10 +71,11 @@ public final class History: Sendable {
 
     /// Fills in the metrics of a row written before its evaluation ended; a failure is logged, since the
     /// round itself is safe in the checkpoint.
-    public func setMetrics(_ id: Int64, accuracy: Double, loss: Double, logger: Logger) {
+    public func setMetrics(_ id: Int64, accuracy: Double, loss: Double, confusion: [[Int]]? = nil, logger: Logger) {
         do {
             try db.write { db in
-                try db.execute(sql: "UPDATE rounds SET accuracy = ?, loss = ? WHERE id = ?", arguments: [accuracy, loss, id])
+                try db.execute(sql: "UPDATE rounds SET accuracy = ?, loss = ?, confusion = ? WHERE id = ?",
+                               arguments: [accuracy, loss, History.text(confusion), id])
             }
         } catch {
             logger.warning("could not record the metrics of history row \(id): \(error)")
@@ -153,6 +170,9 @@ public final class History: Sendable {
         public var round: Int, attempt: Int, completed: Bool, finishedAt: String, seconds: Double
         public var accuracy: Double?, loss: Double?, bytesDown: Int, bytesUp: Int, strategy: String, encoding: String
         public var participants: [Participant], failures: [Failure]
+        /// Per class of the evaluation (nil: no confusion matrix recorded): true × predicted counts,
+        /// and each class's recall and precision (nil where it had no samples / no predictions).
+        public var confusion: [[Int]]?, recall: [Double?]?, precision: [Double?]?
     }
 
     /// The last `limit` attempts (of round `round` only, when given), oldest first.
@@ -164,6 +184,8 @@ public final class History: Sendable {
                                          arguments: arguments)
             return try rows.map { r in
                 let id: Int64 = r["id"]
+                let confusion = History.matrix(r["confusion"])
+                let scores = confusion.map { EvaluationResult(loss: 0, accuracy: 0, count: 0, seconds: 0, confusion: $0) }
                 return Row(
                     round: r["round"], attempt: r["attempt"], completed: r["completed"], finishedAt: r["finished_at"], seconds: r["seconds"],
                     accuracy: r["accuracy"], loss: r["loss"], bytesDown: r["bytes_down"], bytesUp: r["bytes_up"], strategy: r["strategy"],
@@ -173,7 +195,8 @@ public final class History: Sendable {
                                         trainSeconds: $0["train_seconds"])
                     },
                     failures: try GRDB.Row.fetchAll(db, sql: "SELECT node, reason FROM failures WHERE round_id = ? ORDER BY node", arguments: [id])
-                        .map { Row.Failure(node: $0["node"], reason: $0["reason"]) })
+                        .map { Row.Failure(node: $0["node"], reason: $0["reason"]) },
+                    confusion: confusion, recall: scores?.recall, precision: scores?.precision)
             }
         }
     }

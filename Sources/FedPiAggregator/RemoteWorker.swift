@@ -188,7 +188,7 @@ public final class RemoteWorker: WorkerClient, Sendable {
                             logger.warning("\(w.node) did not evaluate: \(response.status.code) \(RemoteWorker.message(bytes))")
                             return nil
                         }
-                        let answer = try RemoteWorker.decode(Control.Evaluation.self, bytes).check()
+                        let answer = try RemoteWorker.decode(Control.Evaluation.self, bytes).check(classes: model.classes)
                         // its weight in the fleet's accuracy is bounded by the test split it registered
                         if let registered = await w.inventory.testSamples(of: w.node), answer.samples > registered {
                             logger.warning("\(w.node) did not evaluate: it answered for \(answer.samples) samples, but registered \(registered) test samples")
@@ -208,9 +208,15 @@ public final class RemoteWorker: WorkerClient, Sendable {
         // each count is at most Control.maxSamples, so the sums stay far inside Int and Double
         let n = answers.reduce(0) { $0 + $1.samples }
         guard n > 0 else { throw Failure("no worker could evaluate the model") }
+        // the fleet's confusion matrix: the sum of the nodes', when every node sent one (checked above)
+        var confusion: [[Int]] = []
+        if answers.allSatisfy({ $0.confusion != nil }) {
+            confusion = [[Int]](repeating: [Int](repeating: 0, count: model.classes), count: model.classes)
+            for a in answers { for (t, row) in a.confusion!.enumerated() { for (p, v) in row.enumerated() { confusion[t][p] += v } } }
+        }
         return EvaluationResult(loss: answers.reduce(0) { $0 + $1.loss * Double($1.samples) } / Double(n),
                                 accuracy: answers.reduce(0) { $0 + $1.accuracy * Double($1.samples) } / Double(n), count: n,
-                                seconds: Federation.seconds(clock.now - start))
+                                seconds: Federation.seconds(clock.now - start), confusion: confusion)
     }
 
     /// A node's JSON answer as `T`, or a `ControlError` saying why not.

@@ -71,7 +71,7 @@ final class RoundRunner: Service, @unchecked Sendable {
             // the last run stopped while this round's evaluation ran: evaluate the checkpoint now
             evaluator.submit(federation.model.parameters.flatValues, round: done) { [history, logger, metrics] e in
                 guard let e else { return }
-                history.setMetrics(id, accuracy: e.accuracy, loss: e.loss, logger: logger)
+                history.setMetrics(id, accuracy: e.accuracy, loss: e.loss, confusion: e.confusion, logger: logger)
                 metrics.evaluated(accuracy: e.accuracy, loss: e.loss)
                 logger.info("round \(done): accuracy \(Format.percent(e.accuracy)) (evaluated after the restart)")
             }
@@ -139,7 +139,7 @@ final class RoundRunner: Service, @unchecked Sendable {
         evaluator.submit(federation.model.parameters.flatValues, round: r.round) { [history, logger, metrics, report] e in
             var r = r
             if let e {
-                history.setMetrics(id, accuracy: e.accuracy, loss: e.loss, logger: logger)
+                history.setMetrics(id, accuracy: e.accuracy, loss: e.loss, confusion: e.confusion, logger: logger)
                 metrics.evaluated(accuracy: e.accuracy, loss: e.loss)
             }
             (r.testAccuracy, r.testLoss) = (e?.accuracy, e?.loss)

@@ -40,21 +40,21 @@ public struct ImageFolders: Sendable {
         }
     }
 
-    /// Whether `path` looks like image folders (a `train` folder with a class folder in it) rather
-    /// than MNIST-format files.
+    /// Whether `path` looks like image folders (a `train`, `val` or `test` folder with a class folder
+    /// in it) rather than MNIST-format files.
     public static func looksLike(_ path: String) -> Bool {
-        (try? listFolders(path + "/train").isEmpty == false) ?? false
+        splitNames.contains { (try? listFolders(path + "/" + $0).isEmpty == false) ?? false }
     }
 
     public init(_ path: String) throws {
         self.path = path
         splits = ImageFolders.splitNames.filter { ImageFolders.isDirectory(path + "/" + $0) }
-        guard splits.contains("train") else {
-            throw DatasetError("\(path) has no train folder: image folders are laid out as DIR/train/<class>/*.png (also val/, test/)")
+        guard !splits.isEmpty else {
+            throw DatasetError("\(path) has no train, val or test folder: image folders are laid out as DIR/train/<class>/*.png (also val/, test/)")
         }
         var names = Set<String>()
         for split in splits { names.formUnion(try ImageFolders.listFolders(path + "/" + split)) }
-        guard !names.isEmpty else { throw DatasetError("\(path)/train has no class folders (DIR/train/<class>/*.png)") }
+        guard !names.isEmpty else { throw DatasetError("\(path) has no class folders (DIR/train/<class>/*.png)") }
         guard names.count <= 256 else { throw DatasetError("\(path) has \(names.count) class folders; at most 256 are supported") }
         classNames = names.sorted()
     }

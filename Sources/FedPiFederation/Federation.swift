@@ -36,6 +36,8 @@ public struct RoundRecord: Sendable {
     public var failures: [NodeFailure]
     public var testAccuracy: Double?
     public var testLoss: Double?
+    /// The evaluation's confusion matrix (true × predicted; nil: not known).
+    public var testConfusion: [[Int]]?
     public var seconds: Double
     public var bytesDown: Int
     public var bytesUp: Int
@@ -99,8 +101,9 @@ public final class Federation: @unchecked Sendable {
     /// Round 0: the initial model's evaluation, nothing trained.
     public func evaluateInitial() async throws -> RoundRecord {
         let e = try await evaluate?(model) ?? nil
-        let record = RoundRecord(round: 0, completed: true, participants: [], failures: [],
+        var record = RoundRecord(round: 0, completed: true, participants: [], failures: [],
                                  testAccuracy: e?.accuracy, testLoss: e?.loss, seconds: 0, bytesDown: 0, bytesUp: 0)
+        record.testConfusion = e.flatMap { $0.confusion.isEmpty ? nil : $0.confusion }
         history.append(record)
         onRound?(record)
         return record
@@ -246,10 +249,11 @@ public final class Federation: @unchecked Sendable {
             }
         }
         let e = completed ? try await evaluate?(model) ?? nil : nil
-        let record = RoundRecord(
+        var record = RoundRecord(
             round: round, attempt: attempt, completed: completed, participants: participants, failures: failures,
             testAccuracy: e?.accuracy, testLoss: e?.loss, seconds: Federation.seconds(clock.now - start),
             bytesDown: payload.count * chosen.count, bytesUp: participants.reduce(0) { $0 + $1.bytes })
+        record.testConfusion = e.flatMap { $0.confusion.isEmpty ? nil : $0.confusion }
         history.append(record)
         onRound?(record)
         return record

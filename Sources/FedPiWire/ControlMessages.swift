@@ -107,17 +107,22 @@ public enum Control {
         public var loss: Double
         public var samples: Int
         public var seconds: Double
+        /// True × predicted counts over the node's test split (absent from older workers).
+        public var confusion: [[Int]]?
 
-        public init(accuracy: Double, loss: Double, samples: Int, seconds: Double) {
+        public init(accuracy: Double, loss: Double, samples: Int, seconds: Double, confusion: [[Int]]? = nil) {
             self.accuracy = accuracy
             self.loss = loss
             self.samples = samples
             self.seconds = seconds
+            self.confusion = confusion
         }
 
         /// An answer that can be true: accuracy in [0, 1] and a whole number of right answers out of
-        /// `samples`, a finite non-negative loss, 1 ≤ samples ≤ `limit`.
-        public func check(limit: Int = Control.maxSamples) throws(ControlError) -> Evaluation {
+        /// `samples`, a finite non-negative loss, 1 ≤ samples ≤ `limit`; a confusion matrix, when
+        /// there is one, `classes` × `classes` of non-negative counts that add up to `samples`, with
+        /// the right answers on its diagonal.
+        public func check(limit: Int = Control.maxSamples, classes: Int = 256) throws(ControlError) -> Evaluation {
             guard (1...max(1, limit)).contains(samples) else { throw ControlError("evaluated \(samples) samples (at most \(limit) possible)") }
             guard accuracy.isFinite, (0...1).contains(accuracy) else { throw ControlError("reports accuracy \(accuracy), outside [0, 1]") }
             let right = accuracy * Double(samples)
@@ -125,6 +130,23 @@ public enum Control {
                 throw ControlError("reports accuracy \(accuracy), which is no whole number of \(samples) samples")
             }
             guard loss.isFinite, loss >= 0 else { throw ControlError("reports loss \(loss)") }
+            if let confusion {
+                guard confusion.count == classes, confusion.allSatisfy({ $0.count == classes }) else {
+                    throw ControlError("reports a confusion matrix that is not \(classes)x\(classes)")
+                }
+                var total = 0, diagonal = 0
+                for (t, row) in confusion.enumerated() {
+                    for v in row {
+                        // each count is at most samples ≤ limit, so the sums cannot overflow
+                        guard (0...samples).contains(v) else { throw ControlError("reports a confusion count \(v)") }
+                        total += v
+                    }
+                    diagonal += row[t]
+                }
+                guard total == samples, diagonal == Int(right.rounded()) else {
+                    throw ControlError("reports a confusion matrix of \(total) samples, \(diagonal) right; its answer says \(samples) and \(Int(right.rounded()))")
+                }
+            }
             return self
         }
     }

@@ -200,7 +200,7 @@ public final class WorkerService: Sendable {
                 let (values, _) = try ModelFile.decode(body, expecting: net.parameters.entries, model: self.model)
                 net.parameters.load(values)
                 let e = try await Task.detached { try Trainer.evaluate(net, on: test, lanes: 1) }.value
-                return self.json(Evaluation(accuracy: e.accuracy, loss: e.loss, samples: e.count, seconds: e.seconds))
+                return self.json(Evaluation(accuracy: e.accuracy, loss: e.loss, samples: e.count, seconds: e.seconds, confusion: e.confusion))
             } catch {
                 return self.json(Message(state: "error", message: "\(error)".clipped()), status: .badRequest)
             }

@@ -1,6 +1,7 @@
 import FedPiFederation
 import FedPiTraining
 import Foundation
+import GRDB
 import Logging
 import XCTest
 
@@ -30,5 +31,46 @@ final class HistoryTests: XCTestCase {
         XCTAssertEqual(try history.rounds().map(\.accuracy), [0.5, nil, 0.75])
         // a reopened file keeps them
         XCTAssertEqual(try History(path: dir + "/history.sqlite").rounds().map(\.round), [1, 2, 2])
+    }
+
+    /// A confusion matrix is kept with the round's metrics and shown with each class's recall and
+    /// precision; a history file written before confusion matrices existed gains the column.
+    func testConfusionMatricesAndAnOlderFile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("history-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // the v1 schema as an older aggregator left it, with a row
+        let old = try DatabaseQueue(path: dir + "/history.sqlite")
+        try old.write { db in
+            try db.execute(sql: """
+                CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
+                INSERT INTO grdb_migrations VALUES ('v1');
+                CREATE TABLE rounds (
+                    id INTEGER PRIMARY KEY, round INTEGER NOT NULL, attempt INTEGER NOT NULL, completed INTEGER NOT NULL,
+                    finished_at TEXT NOT NULL, seconds REAL NOT NULL, accuracy REAL, loss REAL,
+                    bytes_down INTEGER NOT NULL, bytes_up INTEGER NOT NULL, strategy TEXT NOT NULL, encoding TEXT NOT NULL);
+                CREATE TABLE participants (
+                    round_id INTEGER NOT NULL REFERENCES rounds(id), node TEXT NOT NULL, examples INTEGER NOT NULL,
+                    bytes INTEGER NOT NULL, seconds REAL NOT NULL, train_seconds REAL);
+                CREATE TABLE failures (round_id INTEGER NOT NULL REFERENCES rounds(id), node TEXT NOT NULL, reason TEXT NOT NULL);
+                CREATE TABLE node_events (at TEXT NOT NULL, node TEXT NOT NULL, state TEXT NOT NULL, detail TEXT NOT NULL);
+                INSERT INTO rounds VALUES (1, 1, 1, 1, 'then', 1, 0.5, 0.7, 0, 0, 'fedavg', 'f16');
+                """)
+        }
+        try old.close()
+        let history = try History(path: dir + "/history.sqlite")
+        var r = record(2, completed: true, accuracy: 0.7)
+        r.testConfusion = [[5, 1, 0], [2, 2, 0], [0, 0, 0]]
+        try history.record(r, strategy: "fedavg", encoding: "f16")
+        let id = try history.record(record(3, completed: true), strategy: "fedavg", encoding: "f16")
+        history.setMetrics(id, accuracy: 0.9, loss: 0.2, confusion: [[9, 1], [0, 0]], logger: Logger(label: "test"))
+        let rows = try history.rows()
+        XCTAssertEqual(rows.map(\.round), [1, 2, 3])
+        XCTAssertNil(rows[0].confusion)
+        XCTAssertEqual(rows[1].confusion, [[5, 1, 0], [2, 2, 0], [0, 0, 0]])
+        XCTAssertEqual(rows[1].recall, [5.0 / 6, 0.5, nil])
+        XCTAssertEqual(rows[1].precision, [5.0 / 7, 2.0 / 3, nil])
+        XCTAssertEqual(rows[2].confusion, [[9, 1], [0, 0]])
+        XCTAssertEqual(rows[2].recall, [0.9, nil])
     }
 }

@@ -34,6 +34,21 @@ final class NodeAnswerTests: XCTestCase {
         }
     }
 
+    /// A confusion matrix in an evaluation answer must be the model's classes square, of counts that
+    /// add up to the samples, with the right answers on its diagonal.
+    func testConfusionMatricesThatCannotBeTrueAreRefused() throws {
+        func answer(_ confusion: String, accuracy: String = "0.75", samples: Int = 8) throws -> Control.Evaluation {
+            let json = #"{"accuracy":\#(accuracy),"loss":0.5,"samples":\#(samples),"seconds":1,"confusion":\#(confusion)}"#
+            return try RemoteWorker.decode(Control.Evaluation.self, ByteBuffer(string: json)).check(classes: 2)
+        }
+        XCTAssertEqual(try answer("[[3,1],[1,3]]").confusion, [[3, 1], [1, 3]])
+        XCTAssertNil(try answer("null").confusion, "older workers send none")
+        for bad in ["[[3,1],[1,3],[0,0]]", "[[3,1,0],[1,3,0]]", "[[3],[1,3]]", "[]", "[[4,1],[1,3]]", "[[3,1],[0,3]]",
+                    "[[2,2],[1,3]]", "[[9,-1],[0,0]]", "[[3,1],[1,9223372036854775807]]", "[[3.5,0.5],[1,3]]", "\"x\""] {
+            XCTAssertThrowsError(try answer(bad), bad) { XCTAssertTrue($0 is ControlError, "\(bad): \($0)") }
+        }
+    }
+
     func testRandomNumbersNeverTrap() throws {
         var g = SystemRandomNumberGenerator()
         let extremes: [String] = ["0", "-0", "1", "-1", "9223372036854775807", "-9223372036854775808", "9223372036854775808",

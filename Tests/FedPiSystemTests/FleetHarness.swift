@@ -77,13 +77,14 @@ final class FleetHarness {
     }
 
     /// Starts (or restarts, on the same port and state folder) a worker and waits until it listens.
-    func startWorker(_ name: String, classes: String, limit: Int = 900, extra: [String] = [], certificate: String? = nil) throws {
+    func startWorker(_ name: String, classes: String, limit: Int = 900, extra: [String] = [], certificate: String? = nil,
+                     data: String = IDXFixtures.fashionMNIST) throws {
         let portFile = "\(dir)/\(name).port"
         try? FileManager.default.removeItem(atPath: portFile)
         let listen = "127.0.0.1:\(ports[name] ?? 0)"
         workers[name] = try launch("fedpi-worker", [
             "--name", name, "--listen", listen, "--port-file", portFile, "--model", model,
-            "--data", IDXFixtures.fashionMNIST, "--classes", classes, "--limit", String(limit), "--test-limit", "200",
+            "--data", data, "--classes", classes, "--limit", String(limit), "--test-limit", "200",
             "--lanes", "1", "--state-dir", "\(dir)/\(name)-state",
         ] + tlsArguments(name, certificate: certificate) + extra, log: "\(name).log")
         try waitFor("\(name) to listen", timeout: 60) { FileManager.default.fileExists(atPath: portFile) }
@@ -120,7 +121,7 @@ final class FleetHarness {
 
     /// `centralTest: false` leaves out test_data, so the workers evaluate on their own test splits.
     func writeFleet(rounds: Int, minNodes: Int, roundTimeout: Double = 120, grace: Double = 3, centralTest: Bool = true,
-                    testLimit: Int = 1000, extra: String = "") throws {
+                    testLimit: Int = 1000, testData: String = IDXFixtures.fashionMNIST, extra: String = "") throws {
         var text = """
             model = "\(model)"
             rounds = \(rounds)
@@ -129,7 +130,7 @@ final class FleetHarness {
             unreachable_grace = \(grace)
             probe_timeout = 1
             max_backoff = 1
-            \(centralTest ? "test_data = \"\(IDXFixtures.fashionMNIST)\"\ntest_limit = \(testLimit)" : "")
+            \(centralTest ? "test_data = \"\(testData)\"\ntest_limit = \(testLimit)" : "")
             state_dir = "\(stateDir)"
             listen = "127.0.0.1:0"
             \(extra)
