@@ -25,6 +25,12 @@ struct DataOptions: ParsableArguments {
             line.show("decoding \(split.rawValue) images: \(done)/\(total)", at: seconds, force: done == total)
         }, skipped: { writeError(DataDirectory.describe($0) + "\n") })
         line.finish()
+        if case .folders = directory.layout {
+            let d = ContinuousClock.now - start
+            let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+            writeError("decoded \(set.count) \(split.rawValue) images at \(set.height)x\(set.width) in \(Format.fixed(seconds, 2)) s"
+                       + " (\(Format.fixed(Double(set.count) / max(seconds, 1e-9), 0)) images/s)\n")
+        }
         try set.check(for: model, data: data)
         return set
     }
