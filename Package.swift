@@ -62,7 +62,7 @@ let package = Package(
         .target(name: "FedPiFederation", dependencies: ["FedPiEngine", "FedPiWire", "FedPiTraining"], swiftSettings: optimized),
         .target(name: "FedPiData", dependencies: ["CZlib", "CStb", "FedPiEngine"], swiftSettings: optimized),
         // Class probabilities for one image (PNG/JPEG or raw pixels): `fedpi predict` and the aggregator's API.
-        .target(name: "FedPiPredict", dependencies: ["CStb", "FedPiEngine"], swiftSettings: optimized),
+        .target(name: "FedPiPredict", dependencies: ["CStb", "FedPiData", "FedPiEngine"], swiftSettings: optimized),
         // Fleet identity: certificates with a node name and a role, the fleet CA, TLS contexts that
         // require them, the deny-list. The worker, the aggregator and `fedpi certs` share it.
         .target(

@@ -187,7 +187,7 @@ final class Predictor: Sendable {
             if n == nil { n = (-1, try ModelZoo.make(id, seed: 0)) }
             let model = n!.model
             let shape = model.inputShape
-            let pixels = try ImageInput.pixels(from: image, width: shape[1], height: shape[0])
+            let pixels = try ImageInput.pixels(from: image, width: shape[1], height: shape[0], invertLightBorder: ModelZoo.lightOnDark(id))
             if n!.round != current.round {
                 let (values, header) = try ModelFile.decode(try FileIO.read(current.file), expecting: layout, model: id)
                 model.parameters.load(values)

@@ -153,7 +153,7 @@ public struct ImageFolders: Sendable {
             _ = dst.initialize(from: src)
             return
         }
-        let across = taps(from: sw, to: dw), down = taps(from: sh, to: dh)
+        let across = resamplingWeights(from: sw, to: dw), down = resamplingWeights(from: sh, to: dh)
         var rows = [Float](repeating: 0, count: sh * dw)  // resized across, every source row
         for y in 0..<sh {
             let line = src.baseAddress! + y * sw
@@ -172,8 +172,8 @@ public struct ImageFolders: Sendable {
         }
     }
 
-    /// For each of `m` outputs, the source indices (of `n`) and weights that make it.
-    static func taps(from n: Int, to m: Int) -> [[(Int, Float)]] {
+    /// For each of `m` outputs, the source indices (of `n`) and weights that make it (they sum to 1).
+    public static func resamplingWeights(from n: Int, to m: Int) -> [[(Int, Float)]] {
         let scale = Double(n) / Double(m)
         return (0..<m).map { o in
             if m == n { return [(o, Float(1))] }

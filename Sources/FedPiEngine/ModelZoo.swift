@@ -5,6 +5,10 @@ public enum ModelZoo {
     /// Normalisation of PyTorch's MNIST example, used for every 28×28 grayscale data set.
     public static let mnistNormalization = Model.Normalization(mean: 0.1307, std: 0.3081)
 
+    /// Whether the model was made for light-on-dark images (the MNIST-format sets), so that a photo of
+    /// dark ink on paper is inverted before it is classified.
+    public static func lightOnDark(_ name: String) -> Bool { name.hasPrefix("mnist-") }
+
     public struct UnknownModel: Error, CustomStringConvertible {
         public let name: String
         public init(name: String) { self.name = name }

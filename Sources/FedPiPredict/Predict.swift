@@ -1,4 +1,5 @@
 import CStb
+import FedPiData
 import FedPiEngine
 #if canImport(Glibc)
 import Glibc
@@ -20,11 +21,13 @@ public enum ImageInput {
     public static let maxSide = 8192
 
     /// Grayscale pixels, row-major, `width × height` of them.
-    public static func pixels(from bytes: [UInt8], width: Int, height: Int) throws(ImageError) -> [UInt8] {
+    /// `invertLightBorder`: for models of light-on-dark images (the MNIST-format sets), not for photos
+    /// or radiographs, whose brightness means what it shows.
+    public static func pixels(from bytes: [UInt8], width: Int, height: Int, invertLightBorder: Bool = true) throws(ImageError) -> [UInt8] {
         if bytes.count == width * height, !looksEncoded(bytes) { return bytes }
         let (w, h, gray) = try decode(bytes)
         var out = resize(gray, width: w, height: h, toWidth: width, toHeight: height)
-        if borderMean(out, width: width, height: height) > 127 {
+        if invertLightBorder, borderMean(out, width: width, height: height) > 127 {
             for i in out.indices { out[i] = 255 - out[i] }
         }
         return out
@@ -57,48 +60,12 @@ public enum ImageInput {
         return (Int(w), Int(h), result)
     }
 
-    /// Resamples one axis: for each output position the source positions and their weights. Shrinking
-    /// averages the source pixels each output pixel covers (partial pixels by their share); growing
-    /// interpolates linearly between the two nearest pixel centres.
-    static func weights(from n: Int, to m: Int) -> [[(Int, Float)]] {
-        let scale = Double(n) / Double(m)
-        return (0..<m).map { o in
-            if scale >= 1 {
-                let start = Double(o) * scale, end = start + scale
-                var out: [(Int, Float)] = []
-                var i = Int(start)
-                while Double(i) < end, i < n {
-                    let cover = min(end, Double(i + 1)) - max(start, Double(i))
-                    if cover > 0 { out.append((i, Float(cover / scale))) }
-                    i += 1
-                }
-                return out
-            }
-            let x = min(max((Double(o) + 0.5) * scale - 0.5, 0), Double(n - 1))
-            let i = Int(x), f = Float(x - Double(i))
-            return i + 1 < n ? [(i, 1 - f), (i + 1, f)] : [(i, Float(1))]
-        }
-    }
-
+    /// Resized to `toWidth × toHeight` as image folders are (`ImageFolders.resize`: area averaging
+    /// when shrinking, bilinear when growing).
     public static func resize(_ pixels: [UInt8], width: Int, height: Int, toWidth: Int, toHeight: Int) -> [UInt8] {
-        if width == toWidth && height == toHeight { return pixels }
-        let wx = weights(from: width, to: toWidth), wy = weights(from: height, to: toHeight)
-        // rows first (height × toWidth), then columns
-        var rows = [Float](repeating: 0, count: height * toWidth)
-        for y in 0..<height {
-            for (x, ws) in wx.enumerated() {
-                var s: Float = 0
-                for (i, w) in ws { s += w * Float(pixels[y * width + i]) }
-                rows[y * toWidth + x] = s
-            }
-        }
         var out = [UInt8](repeating: 0, count: toWidth * toHeight)
-        for (y, ws) in wy.enumerated() {
-            for x in 0..<toWidth {
-                var s: Float = 0
-                for (i, w) in ws { s += w * rows[i * toWidth + x] }
-                out[y * toWidth + x] = UInt8(min(255, max(0, s.rounded())))
-            }
+        pixels.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { ImageFolders.resize(src, height: height, width: width, into: $0, height: toHeight, width: toWidth) }
         }
         return out
     }

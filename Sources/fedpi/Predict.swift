@@ -61,7 +61,8 @@ struct Predict: ParsableCommand {
         var inputs: [(name: String, pixels: [UInt8], label: Int?)] = []
         for path in images {
             do {
-                inputs.append((path, try ImageInput.pixels(from: try FileIO.read(path), width: w, height: h), nil))
+                inputs.append((path, try ImageInput.pixels(from: try FileIO.read(path), width: w, height: h,
+                                                                invertLightBorder: ModelZoo.lightOnDark(id)), nil))
             } catch {
                 throw ValidationError("\(path): \(error)")
             }

@@ -117,6 +117,13 @@ final class ImageFoldersTests: XCTestCase {
         XCTAssertEqual(resize([0, 100, 50, 50], 2, 2, 1, 4), [25, 38, 63, 75])
         // same size: a copy
         XCTAssertEqual(resize(src, 4, 4, 4, 4), src)
+        // every weight row sums to 1 and stays inside the source
+        for (n, m) in [(28, 28), (100, 28), (13, 28), (28, 5), (1, 7), (7, 1), (2916, 64)] {
+            for row in ImageFolders.resamplingWeights(from: n, to: m) {
+                XCTAssertEqual(row.reduce(0) { $0 + $1.1 }, 1, accuracy: 1e-5, "\(n)->\(m)")
+                XCTAssertTrue(row.allSatisfy { (0..<n).contains($0.0) })
+            }
+        }
         // the mean survives a non-integer shrink (area averaging loses nothing)
         let random = (0..<(37 * 23)).map { UInt8(($0 * 7919) % 256) }
         let small = resize(random, 37, 23, 10, 7)

@@ -17,9 +17,27 @@ final class ModelZooTests: XCTestCase {
         XCTAssertEqual(m.parameters.entries.map(\.shape), [[200, 784], [200], [200, 200], [200], [10, 200], [10]])
     }
 
+    /// The X-ray models: the parameter names and shapes of bench/torch_xray_cnn.py's XrayCNN (whose
+    /// PyTorch parameter counts are 318,594 and 355,522), two classes, grayscale input of 64 or 128.
+    func testXrayCNNsMatchTheirPyTorchModule() throws {
+        let small = try ModelZoo.make("xray-cnn"), large = try ModelZoo.make("xray-cnn-128")
+        XCTAssertEqual(small.parameterCount, 318_594)
+        XCTAssertEqual(large.parameterCount, 355_522)
+        XCTAssertEqual(small.inputShape, [64, 64, 1])
+        XCTAssertEqual(large.inputShape, [128, 128, 1])
+        XCTAssertEqual([small.classes, large.classes], [2, 2])
+        XCTAssertEqual(large.parameters.entries.map(\.name), ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight", "conv3.bias",
+                                                           "conv4.weight", "conv4.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"])
+        XCTAssertEqual(small.parameters.entries.map(\.shape), [[16, 1, 3, 3], [16], [32, 16, 3, 3], [32], [64, 32, 3, 3], [64],
+                                                              [128, 2304], [128], [2, 128], [2]])
+        let out = large.forward(Tensor(shape: [3, 128, 128, 1]), training: false)
+        XCTAssertEqual(out.shape, [3, 2])
+        XCTAssertTrue(ModelZoo.lightOnDark("mnist-cnn") && !ModelZoo.lightOnDark("xray-cnn"))
+    }
+
     func testUnknownModelIsAClearError() {
         XCTAssertThrowsError(try ModelZoo.make("resnet")) { error in
-            XCTAssertEqual(String(describing: error), "unknown model 'resnet'; known models: mnist-cnn, mnist-mlp")
+            XCTAssertEqual(String(describing: error), "unknown model 'resnet'; known models: mnist-cnn, mnist-mlp, xray-cnn, xray-cnn-128")
         }
     }
 

@@ -59,13 +59,6 @@ final class ImageInputTests: XCTestCase {
         XCTAssertEqual(ImageInput.resize([0, 90, 180], width: 3, height: 1, toWidth: 2, toHeight: 1), [30, 150])
         // 2 -> 4 grows linearly between the pixel centres, edges held
         XCTAssertEqual(ImageInput.resize([0, 200], width: 2, height: 1, toWidth: 4, toHeight: 1), [0, 50, 150, 200])
-        // every weight row sums to 1
-        for (n, m) in [(28, 28), (100, 28), (13, 28), (28, 5), (1, 7), (7, 1)] {
-            for row in ImageInput.weights(from: n, to: m) {
-                XCTAssertEqual(row.reduce(0) { $0 + $1.1 }, 1, accuracy: 1e-5, "\(n)->\(m)")
-                XCTAssertTrue(row.allSatisfy { (0..<n).contains($0.0) })
-            }
-        }
     }
 
     func testDarkInkOnPaperIsInverted() throws {
