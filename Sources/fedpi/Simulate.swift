@@ -137,6 +137,12 @@ struct Simulate: AsyncParsableCommand {
         let test = try dataOptions.load(directory, .test, for: net)
         let pool = Partition.sample(Array(0..<train.count), limit: limit, seed: seed)
         let pieces = try shards(pool.map { train.label(at: $0) }, names: directory.classNames).map { $0.map { pool[$0] } }
+        if let empty = pieces.firstIndex(where: \.isEmpty) {
+            let classes = directory.classNames.map { $0.enumerated().map { "\($0.offset) \($0.element)" }.joined(separator: ", ") }
+                ?? Set(pool.map { train.label(at: $0) }).sorted().map(String.init).joined(separator: ", ")
+            throw ValidationError("--split \(split): worker \(empty + 1) gets no training samples; the data's classes are \(classes)"
+                                  + " (for two classes try --split iid:3 or --split 0,1)")
+        }
         let workers = pieces.enumerated().map { LocalWorker(node: "worker-\($0.offset + 1)", model: model, data: train, indices: $0.element) }
         var server = FedOpt.Options()
         server.serverLR = serverLr
