@@ -42,7 +42,11 @@ public final class Aggregator: @unchecked Sendable {
     @discardableResult
     public func run(save: String? = nil, print: @escaping @Sendable (String) -> Void = { Swift.print($0) },
                     onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws -> String? {
-        let config = self.config, logger = self.logger
+        var named = self.config
+        if named.classNames == nil, let dir = named.testData, let names = try? DataDirectory(dir).classNames {
+            named.classNames = names
+        }
+        let config = named, logger = self.logger
         do {
             try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true)
         } catch {

@@ -71,7 +71,7 @@ public struct AggregatorAPI: Sendable {
         return Fleet(
             aggregator: .init(model: config.model, strategy: strategy, encoding: config.encoding.rawValue, minNodes: config.minNodes,
                               fleetRounds: config.rounds, uptimeSeconds: Date().timeIntervalSince(started).rounded(),
-                              classNames: config.classNames),
+                              classNames: config.classNames ?? (0..<predictor.classes).map(String.init)),
             control: operations.control, round: operations.round,
             nodes: nodes.map { n in
                 Fleet.Node(
@@ -159,11 +159,14 @@ public struct AggregatorAPI: Sendable {
 final class Predictor: Sendable {
     let id: String
     let layout: [ParameterInfo]
+    let classes: Int
     let network = Mutex<(round: Int, model: Model)?>(nil)
 
     init(model id: String) throws {
         self.id = id
-        layout = try ModelZoo.make(id, seed: 0).parameters.entries
+        let model = try ModelZoo.make(id, seed: 0)
+        layout = model.parameters.entries
+        classes = model.classes
     }
 
     struct Answer: Encodable {

@@ -88,7 +88,9 @@ public struct FleetConfig: Sendable {
     /// After the last round, keep serving the API (more rounds can be added) until stopped.
     public var keepServing = false
     /// The names the dashboard and predictions give the classes (default "0"..."9").
-    public var classNames: [String] = (0..<10).map(String.init)
+    /// Names of the model's classes for predictions and the dashboard (nil: the test folder's class
+    /// folder names when test_data is image folders, else the numbers).
+    public var classNames: [String]?
 
     public static let strategies = Strategies.names
 
@@ -159,8 +161,9 @@ public struct FleetConfig: Sendable {
         if let v = try f.bool("insecure") { insecure = v }
         if let v = try f.bool("keep_serving") { keepServing = v }
         if let v = try f.strings("class_names") {
-            guard v.count == 10, v.allSatisfy({ !$0.isEmpty && $0.count <= 40 }) else {
-                throw ConfigError("\(path): class_names needs 10 names of 1-40 characters")
+            let classes = (try? ModelZoo.make(model, seed: 0).classes) ?? 10
+            guard v.count == classes, v.allSatisfy({ !$0.isEmpty && $0.count <= 40 }) else {
+                throw ConfigError("\(path): class_names needs \(classes) names of 1-40 characters (\(model) has \(classes) classes)")
             }
             classNames = v
         }

@@ -74,7 +74,7 @@ final class FleetConfigTests: XCTestCase {
         XCTAssertEqual(c.listen?.host, "0.0.0.0")
         XCTAssertEqual(c.listen?.port, 9000)
         XCTAssertTrue(c.keepServing)
-        XCTAssertEqual(c.classNames.last, "j")
+        XCTAssertEqual(c.classNames?.last, "j")
         XCTAssertEqual(try FleetConfig(text: nodes).listen?.port, 8480, "the API is on by default, on loopback")
         // the measured recommendation is the default: FedAvgM, server lr 1, momentum 0.7, plain cross-entropy
         let recommended = try XCTUnwrap(try FleetConfig(text: nodes).makeStrategy() as? FedOpt)
@@ -114,6 +114,7 @@ final class FleetConfigTests: XCTestCase {
             ("listen = \"0.0.0.0:8480\"\n" + nodes, "refusing to serve the API over plain HTTP"),
             ("listen = \"127.0.0.1:99999\"\n" + nodes, "listen address"),
             ("class_names = [\"a\"]\n" + nodes, "class_names needs 10 names"),
+            ("model = \"xray-cnn\"\nclass_names = [\"a\", \"b\", \"c\"]\n" + nodes, "class_names needs 2 names of 1-40 characters (xray-cnn has 2 classes)"),
             ("beta2 = 1\n" + nodes, "beta2 must be a number"),
             ("server_lr = 0\n" + nodes, "server_lr must be a number"),
         ]
