@@ -67,6 +67,7 @@ public final class WorkerService: Sendable {
         case .idx(let directory):
             let selected = try directory.load(.train) { try settings.shard(labels: $0) }
             guard selected.count > 0 else { throw ConfigError("no training samples left after classes/partition/limit") }
+            try? FileManager.default.removeItem(atPath: shardPath + ".key")  // an image-folder shard's key no longer holds
             try FileIO.writeAtomically(selected.pixels, to: shardPath)
             shard = try ImageFile(path: shardPath, height: selected.height, width: selected.width, labels: selected.labels)
         case .folders(let folders):
