@@ -1,4 +1,5 @@
 import FedPiData
+import FedPiEngine
 import FedPiTesting
 import XCTest
 
@@ -95,6 +96,39 @@ final class ImageFoldersTests: XCTestCase {
         XCTAssertThrowsError(try ImageFolders.decodeFile(dir + "/big.png", height: 2, width: 2, into: &out)) {
             XCTAssertTrue("\($0)".contains("megapixels"), "\($0)")
         }
+    }
+
+    /// Truncated and bit-flipped PNG and JPEG files: each decodes or is refused with a reason; none traps.
+    func testMangledFilesNeverTrap() throws {
+        let dir = IDXFixtures.temporaryDirectory("fedpi-folders")
+        let image = pixels(37, 29, channels: 3) { x, y, c in UInt8((x * 7 + y * 13 + c * 50) % 256) }
+        var g = SeededGenerator(seed: 42)
+        var decoded = 0, refused = 0
+        for ext in ["png", "jpg"] {
+            let path = "\(dir)/original.\(ext)"
+            XCTAssertTrue(IDXFixtures.writeImage(path, width: 37, height: 29, channels: 3, bytes: image))
+            let original = IDXFixtures.read(path)
+            for trial in 0..<300 {
+                var bytes = original
+                if trial % 3 == 0 {
+                    bytes = Array(bytes.prefix(Int(g.next() % UInt64(bytes.count))))
+                } else {
+                    for _ in 0..<(1 + trial % 8) { bytes[Int(g.next() % UInt64(bytes.count))] ^= UInt8(1 << (g.next() % 8)) }
+                }
+                let mangled = "\(dir)/mangled.\(ext)"
+                IDXFixtures.write(bytes, to: mangled)
+                var out = [UInt8](repeating: 0, count: 16 * 16)
+                do {
+                    try ImageFolders.decodeFile(mangled, height: 16, width: 16, into: &out)
+                    decoded += 1
+                } catch {
+                    XCTAssertFalse("\(error)".isEmpty)
+                    refused += 1
+                }
+            }
+        }
+        XCTAssertEqual(decoded + refused, 600)
+        XCTAssertGreaterThan(refused, 100, "truncations at least are refused")
     }
 
     func testResizeFilters() {
