@@ -158,7 +158,9 @@ final class FleetTests: XCTestCase {
 
     func testKilledWorkerDoesNotStallTheRoundAndRejoinsAfterRestart() throws {
         try startThree()
-        try fleet.writeFleet(rounds: 4, minNodes: 2, roundTimeout: 120, grace: 2)
+        // 6 rounds: the restarted worker loads its data while rounds go on without it; on a loaded
+        // machine rounds 3 and 4 could both be over before it is probed online again
+        try fleet.writeFleet(rounds: 6, minNodes: 2, roundTimeout: 120, grace: 2)
         try fleet.startAggregator()
         try fleet.waitFor("round 2 dispatch", timeout: 120) { fleet.aggregatorLog().contains("round 2: dispatching") }
         fleet.signal("w3", SIGKILL)
