@@ -51,11 +51,16 @@ if [ "$uninstall" = 1 ]; then
 fi
 
 [ -n "$name" ] || { echo "--name is required (the node name the aggregator's fleet.toml uses)" >&2; exit 2; }
-[ -n "$data" ] || { echo "--data is required (a folder of MNIST-format IDX files)" >&2; exit 2; }
+[ -n "$data" ] || { echo "--data is required (a folder of MNIST-format IDX files or of image class folders)" >&2; exit 2; }
 [ -d "$data" ] || { echo "data folder $data does not exist" >&2; exit 2; }
 case "$port" in ''|*[!0-9]*) echo "--port must be a number" >&2; exit 2 ;; esac
 [ -n "$binary" ] || binary=$(first_executable "$here/.build/release/fedpi-worker" "$here/fedpi-worker" "$(command -v fedpi-worker || true)") || true
 [ -n "$binary" ] && [ -x "$binary" ] || { echo "no fedpi-worker binary; build it (swift build -c release --product fedpi-worker) or pass --binary" >&2; exit 2; }
+# the shared libraries it loads must be on this board (a binary built elsewhere does not bring them)
+if command -v ldd >/dev/null 2>&1; then
+  missing=$(ldd "$binary" 2>/dev/null | awk '/not found/ {printf "%s ", $1}')
+  [ -z "$missing" ] || { echo "$binary cannot load ${missing}on this machine; install them: apt-get install libopenblas0-pthread zlib1g libsystemd0 libstb0 libstdc++6" >&2; exit 2; }
+fi
 tls=0
 if [ -n "$cert$key$ca" ]; then
   [ -n "$cert" ] && [ -n "$key" ] && [ -n "$ca" ] || { echo "TLS needs all three of --cert, --key and --ca (made with fedpi certs)" >&2; exit 2; }

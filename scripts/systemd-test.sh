@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 BASE=${BASE:-$PWD/.build/nspawn}
 ROOT=$BASE/root
 MACHINE=fedpi-ct
-CACHE=$BASE/rootfs-bookworm.tar.zst
+CACHE=$BASE/rootfs-bookworm-2.tar.zst   # -2: with libstb0 (the worker decodes image folders)
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 T0=$(date +%s)
 say() { echo "[$(($(date +%s) - T0))s] $*"; }
@@ -63,7 +63,8 @@ with socket.create_connection(("127.0.0.1", 8470), timeout=5) as raw, ctx.wrap_s
 PY
 }
 
-if [ ! -x "$ROOT/lib/systemd/systemd" ]; then
+# the root is remade when it came from another cache (an older package list)
+if [ ! -x "$ROOT/lib/systemd/systemd" ] || [ "$(cat "$ROOT/.fedpi-cache" 2>/dev/null)" != "$(basename "$CACHE")" ]; then
   rm -rf "$ROOT"; mkdir -p "$ROOT"
   if [ -f "$CACHE" ]; then
     tar -C "$ROOT" --zstd -xpf "$CACHE"
@@ -72,9 +73,10 @@ if [ ! -x "$ROOT/lib/systemd/systemd" ]; then
              awk '/^deb /{print $2; exit}' /etc/apt/sources.list)
     say "debootstrap bookworm from $MIRROR (once; cached in $CACHE)"
     debootstrap --variant=minbase \
-      --include=systemd,systemd-sysv,dbus,python3-minimal,libopenblas0-pthread,zlib1g,libstdc++6,libgfortran5 \
+      --include=systemd,systemd-sysv,dbus,python3-minimal,libopenblas0-pthread,zlib1g,libstdc++6,libgfortran5,libstb0 \
       bookworm "$ROOT" "$MIRROR" >"$BASE.debootstrap.log" 2>&1 || skip "debootstrap failed (see $BASE.debootstrap.log)"
     echo "$MACHINE" >"$ROOT/etc/hostname"
+    basename "$CACHE" >"$ROOT/.fedpi-cache"
     tar -C "$ROOT" --zstd -cpf "$CACHE" .
   fi
 fi
