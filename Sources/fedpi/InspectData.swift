@@ -136,7 +136,7 @@ struct ExportData: ParsableCommand {
         }
         let names = classNames.map { $0.split(separator: ",").map(String.init) }
         if let names {
-            guard Set(names).count == names.count, names.allSatisfy({ !$0.isEmpty && !$0.contains("/") && !$0.hasPrefix(".") }) else {
+            guard Set(names).count == names.count, names.allSatisfy({ !$0.isEmpty && !$0.contains(Character("/")) && $0.first != "." }) else {
                 throw ValidationError("--class-names must be distinct folder names (no /, not starting with .)")
             }
         }
