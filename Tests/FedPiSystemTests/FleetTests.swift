@@ -20,9 +20,9 @@ final class FleetTests: XCTestCase {
         fleet = nil
     }
 
-    func startThree(extra: [String: [String]] = [:]) throws {
+    func startThree(extra: [String: [String]] = [:], limits: [String: Int] = [:]) throws {
         for (name, classes) in [("w1", "0-3"), ("w2", "4-6"), ("w3", "7-9")] {
-            try fleet.startWorker(name, classes: classes, extra: extra[name] ?? [])
+            try fleet.startWorker(name, classes: classes, limit: limits[name] ?? 900, extra: extra[name] ?? [])
         }
     }
 
@@ -218,13 +218,17 @@ final class FleetTests: XCTestCase {
     }
 
     func testWorkerRestartedBetweenDispatchAndCollectGetsTheTaskAgain() throws {
-        try startThree()
-        // four local epochs (~4 s on 900 samples): the kill lands mid-training, not after the update is
-        // kept in the state folder (then the restarted worker serves it, with no 404 to see)
+        // w3 trains four epochs on 4,000 samples (16,000 samples, several seconds even on a quiet machine),
+        // so the kill lands mid-training, not after the update is kept in the state folder (then the
+        // restarted worker would serve it, with no 404 to see; CI once lost that race with 900 samples)
+        try startThree(limits: ["w3": 4000])
         try fleet.writeFleet(rounds: 2, minNodes: 3, grace: 60, extra: "local_epochs = 4")
         try fleet.startAggregator()
         try fleet.waitFor("w3 to start round 2", timeout: 120) { fleet.log("w3").contains("round 2: training started") }
         fleet.signal("w3", SIGKILL)
+        XCTAssertFalse(fleet.log("w3").contains("round 2: update ready"), "the kill came after w3 had finished round 2")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: fleet.dir + "/w3-state/update.safetensors"),
+                       "w3 kept an update: the kill came after it had finished round 2")
         try fleet.startWorker("w3", classes: "7-9")
         XCTAssertEqual(try fleet.waitForAggregator(timeout: 240), 0, fleet.aggregatorLog())
         XCTAssertTrue(fleet.aggregatorLog().contains("node w3 lost its task for round 2"), fleet.aggregatorLog())
