@@ -98,6 +98,14 @@ try:
     before = points()
     wait("a round to end", 180, lambda: points() > before)
     print(f"dashboard: chart {before} -> {points()} points after a round", flush=True)
+    # per class: one row per class with the evaluation's counts (the aggregator evaluates centrally here)
+    shown = int(wait("the per-class table", 10, lambda: driver.find_element(By.ID, "classes").get_attribute("data-round")))
+    rows = driver.find_elements(By.CSS_SELECTOR, "#classes tr")[1:]
+    evaluated = next(r for r in api("/api/v1/rounds") if r["round"] == shown and r.get("confusion"))
+    assert len(rows) == len(evaluated["confusion"]) == 10, f"{len(rows)} rows for {len(evaluated['confusion'])} classes"
+    support = [int(r.find_elements(By.TAG_NAME, "td")[3].text) for r in rows]
+    assert support == [sum(row) for row in evaluated["confusion"]], f"test images per class {support}"
+    print(f"dashboard: per-class table for round {evaluated['round']}, first row: {rows[0].text}", flush=True)
     shot("chart")
 
     driver.find_element(By.ID, "pause").click()

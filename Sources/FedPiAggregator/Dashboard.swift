@@ -36,6 +36,7 @@ th{font-weight:600;color:var(--mute);font-size:12px}
 <div class="mute"><span style="color:var(--acc)">●</span> test accuracy (left axis) <span style="color:var(--loss)">●</span> test loss (right axis)</div></section>
 <section><h2>Bytes per round</h2><svg id="bytes" width="100%" height="220" viewBox="0 0 460 220"></svg>
 <div class="mute"><span style="color:#64748b">■</span> down (models sent) <span style="color:#0d9488">■</span> up (updates received)</div></section>
+<section><h2>Per class</h2><div id="classes" class="mute">no evaluation with per-class counts yet</div></section>
 <section><h2>Failures</h2><div id="failures" class="mute">none</div></section>
 <section><h2>Predict with the current model</h2>
 <div style="display:flex;gap:16px;flex-wrap:wrap"><div><canvas id="draw" width="280" height="280"></canvas><br>
@@ -93,6 +94,12 @@ function renderRounds(rows){
       `<rect x="${x+w/2}" y="${B-hu}" width="${w/2-1}" height="${hu}" fill="#0d9488"><title>round ${r.round}: ${fmtBytes(r.bytes_up)} up</title></rect>`});
   b+=`<text x="${L}" y="${H-6}">round ${last[0].round}</text><text x="${R-50}" y="${H-6}">round ${last[last.length-1].round}</text>`}
  bs.innerHTML=b;
+ // the newest evaluation's confusion matrix: recall, precision, support and the most frequent mistake per class
+ const ev=[...done].reverse().find(r=>r.confusion),pc=$("classes");
+ if(ev){const pct=v=>v==null?"–":(100*v).toFixed(1)+"%",nm=i=>esc(names[i]??i);pc.dataset.round=ev.round;
+  pc.innerHTML=`round ${ev.round}<table><tr><th>Class</th><th>Recall</th><th>Precision</th><th>Test images</th><th>Most often taken for</th></tr>`+
+   ev.confusion.map((row,i)=>{let j=-1;row.forEach((v,k)=>{if(k!==i&&v>0&&(j<0||v>row[j]))j=k});
+    return `<tr><td>${nm(i)}</td><td>${pct(ev.recall[i])}</td><td>${pct(ev.precision[i])}</td><td>${row.reduce((a,b)=>a+b,0)}</td><td>${j<0?"–":nm(j)+" ("+row[j]+")"}</td></tr>`}).join("")+"</table>"}
  const fails=rows.flatMap(r=>r.failures.map(f=>({...f,round:r.round,attempt:r.attempt}))).slice(-30).reverse();
  $("failures").innerHTML=fails.length?"<table><tr><th>Round</th><th>Node</th><th>Reason</th></tr>"+
   fails.map(f=>`<tr><td>${f.round}${f.attempt>1?"/"+f.attempt:""}</td><td>${esc(f.node)}</td><td>${esc(f.reason)}</td></tr>`).join("")+"</table>":"none";
@@ -111,7 +118,7 @@ function pos(e){const r=cv.getBoundingClientRect();return[(e.clientX-r.left)*cv.
 cv.addEventListener("pointerdown",e=>{drawing=true;cv.setPointerCapture(e.pointerId);ctx.beginPath();ctx.moveTo(...pos(e))});
 cv.addEventListener("pointermove",e=>{if(!drawing)return;ctx.lineWidth=22;ctx.lineCap="round";ctx.lineJoin="round";ctx.strokeStyle="#fff";ctx.lineTo(...pos(e));ctx.stroke()});
 cv.addEventListener("pointerup",()=>{drawing=false});cv.addEventListener("pointercancel",()=>{drawing=false});
-$("clear").onclick=()=>{clear();$("prediction").textContent="draw or upload";$("probs").innerHTML=""};
+$("clear").onclick=()=>{clear();$("prediction").textContent="draw or upload";delete $("prediction").dataset.class;$("probs").innerHTML=""};
 // MNIST's preparation: the ink's bounding box scaled into 20x20, centred by its centre of mass in 28x28
 function digitPixels(){
  const d=ctx.getImageData(0,0,cv.width,cv.height).data;let x0=cv.width,y0=cv.height,x1=-1,y1=-1;

@@ -60,7 +60,7 @@ final class AggregatorAPITests: XCTestCase {
                 let page = String(buffer: r.body)
                 XCTAssertLessThanOrEqual(r.body.readableBytes, 100_000, "page, script and style within 100 KB")
                 XCTAssertFalse(page.contains("http://") || page.contains("https://") || page.contains("//cdn"), "nothing fetched from elsewhere")
-                for id in ["nodes", "chart", "bytes", "failures", "pause", "resume", "add-rounds", "draw", "upload", "prediction"] {
+                for id in ["nodes", "chart", "bytes", "failures", "classes", "pause", "resume", "add-rounds", "draw", "upload", "prediction"] {
                     XCTAssertTrue(page.contains("id=\"\(id)\""), id)
                 }
             }
