@@ -16,6 +16,7 @@ struct Predict: ParsableCommand {
             They are converted to grayscale and resized to 28x28 (area averaging); an image with a light border (dark \
             ink on paper) is inverted, since the MNIST-format data sets are light on dark. With --data and --index the \
             image comes from a data set's test split (or --split train) and its label is shown beside the prediction.
+            Classes are named by --class-names, else by the class folders of --data, else shown by number.
             Examples:
               fedpi predict --model final.safetensors digit.png shirt.jpg
               fedpi predict --model final.safetensors --data /usr/share/datasets/fashion-mnist --index 0 --index 1 --json
@@ -36,6 +37,9 @@ struct Predict: ParsableCommand {
     @Option(help: ArgumentHelp("test or train.", valueName: "split"))
     var split: String = "test"
 
+    @Option(help: ArgumentHelp("Names of the model's classes, comma-separated (default: --data's class folders).", valueName: "names"))
+    var classNames: String?
+
     @Flag(help: "One JSON object per image.")
     var json = false
 
@@ -46,7 +50,7 @@ struct Predict: ParsableCommand {
     }
 
     struct Line: Encodable {
-        var image: String, predictedClass: Int, probabilities: [Double], label: Int?
+        var image: String, predictedClass: Int, predictedName: String?, probabilities: [Double], label: Int?
     }
 
     func run() throws {
@@ -58,6 +62,12 @@ struct Predict: ParsableCommand {
         guard header.kind == .weights else { throw ValidationError("\(model) holds an update (a delta), not a model's weights") }
         net.parameters.load(values)
         let (h, w) = (net.inputShape[0], net.inputShape[1])
+        let folder = try data.map { try DataDirectory($0) }
+        let names = try classNames.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) } ?? folder?.classNames
+        if let names, names.count != net.classes {
+            throw ValidationError("\(names.count) class names (\(names.joined(separator: ","))) for \(id), which has \(net.classes) classes")
+        }
+        func name(_ c: Int) -> String { names.map { "\(c) \($0[c])" } ?? "\(c)" }
         var inputs: [(name: String, pixels: [UInt8], label: Int?)] = []
         for path in images {
             do {
@@ -67,8 +77,8 @@ struct Predict: ParsableCommand {
                 throw ValidationError("\(path): \(error)")
             }
         }
-        if let data, !index.isEmpty {
-            let set = try DataDirectory(data).load(MNISTDirectory.Split(rawValue: split)!, height: h, width: w)
+        if let data, let folder, !index.isEmpty {
+            let set = try folder.load(MNISTDirectory.Split(rawValue: split)!, height: h, width: w)
             guard set.height == h, set.width == w else { throw ValidationError("\(data) has \(set.height)x\(set.width) images; \(id) takes \(h)x\(w)") }
             for i in index {
                 guard (0..<set.count).contains(i) else { throw ValidationError("--index \(i) is outside 0..<\(set.count)") }
@@ -81,13 +91,14 @@ struct Predict: ParsableCommand {
         for input in inputs {
             let p = try Prediction(model: net, pixels: input.pixels)
             if json {
-                let line = Line(image: input.name, predictedClass: p.predictedClass, probabilities: p.probabilities, label: input.label)
+                let line = Line(image: input.name, predictedClass: p.predictedClass, predictedName: names?[p.predictedClass],
+                                probabilities: p.probabilities, label: input.label)
                 print(String(decoding: try encoder.encode(line), as: UTF8.self))
                 continue
             }
-            let label = input.label.map { $0 == p.predictedClass ? " (label \($0): right)" : " (label \($0): wrong)" } ?? ""
-            print("\(input.name): class \(p.predictedClass), \(Format.percent(p.probabilities[p.predictedClass]))\(label)")
-            print("  " + p.probabilities.enumerated().map { "\($0.offset): \(Format.fixed(100 * $0.element, 1))%" }.joined(separator: "  "))
+            let label = input.label.map { " (label \(name($0)): \($0 == p.predictedClass ? "right" : "wrong"))" } ?? ""
+            print("\(input.name): class \(name(p.predictedClass)), \(Format.percent(p.probabilities[p.predictedClass]))\(label)")
+            print("  " + p.probabilities.enumerated().map { "\(name($0.offset)): \(Format.fixed(100 * $0.element, 1))%" }.joined(separator: "  "))
         }
     }
 }

@@ -95,8 +95,9 @@ final class CommandLineTests: XCTestCase {
     func testXrayCNNOnImageFoldersWithClassWeightsAndPerClassMetrics() throws {
         let dir = IDXFixtures.temporaryDirectory("fedpi-xray")
         IDXFixtures.xrayLikeFolders(dir, counts: ["train": [40, 120], "test": [30, 30]])
+        let model = dir + "/xray.safetensors"
         let r = try fedpi("train", "--data", dir, "--model", "xray-cnn", "--epochs", "4", "--batch-size", "16", "--lr", "0.02",
-                          "--class-weights", "balanced", "--json")
+                          "--class-weights", "balanced", "--json", "--save", model)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("class weights: 2.000 0.667"), r.stdout)
         XCTAssertTrue(r.stdout.contains("NORMAL") && r.stdout.contains("precision"), r.stdout)
@@ -110,6 +111,16 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(confusion.flatMap { $0 }.reduce(0, +), 60)
         XCTAssertEqual(Double(confusion[0][0] + confusion[1][1]) / 60, result["test_accuracy"] as! Double, accuracy: 1e-6)
         XCTAssertEqual(perClass[0]["recall"] as! Double, Double(confusion[0][0]) / 30, accuracy: 1e-6)
+        // predict names the classes by the folders, or by --class-names, which must fit the model
+        var p = try fedpi("predict", "--model", model, "--data", dir, "--index", "0")
+        XCTAssertEqual(p.status, 0, p.stderr)
+        XCTAssertTrue(p.stdout.contains("(label 0 NORMAL: ") && p.stdout.contains("1 PNEUMONIA: "), p.stdout)
+        p = try fedpi("predict", "--model", model, "--data", dir, "--index", "0", "--class-names", "healthy,sick", "--json")
+        let line = try JSONSerialization.jsonObject(with: Data(p.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(line["predicted_name"] as? String, ["healthy", "sick"][line["predicted_class"] as! Int], p.stdout)
+        p = try fedpi("predict", "--model", model, "--data", dir, "--index", "0", "--class-names", "a,b,c")
+        XCTAssertNotEqual(p.status, 0)
+        XCTAssertTrue(p.stderr.contains("3 class names (a,b,c) for xray-cnn, which has 2 classes"), p.stderr)
     }
 
     func testClassSubsetReportsBothAccuracies() throws {
