@@ -12,9 +12,10 @@ struct Predict: ParsableCommand {
         commandName: "predict",
         abstract: "Classify images with a model file: the class and every class's probability.",
         discussion: """
-            Images are PNG, JPEG, BMP or GIF (decoded by stb_image), or files of exactly 784 raw grayscale bytes. \
-            They are converted to grayscale and resized to 28x28 (area averaging); an image with a light border (dark \
-            ink on paper) is inverted, since the MNIST-format data sets are light on dark. With --data and --index the \
+            Images are PNG, JPEG, BMP or GIF (decoded by stb_image), or raw grayscale bytes, exactly one per input pixel (784 for 28x28). \
+            They are converted to grayscale and resized to the model's input (area averaging when shrinking, bilinear \
+            when growing); for the MNIST-format models an image with a light border (dark ink on paper) is inverted, since \
+            those data sets are light on dark. With --data and --index the \
             image comes from a data set's test split (or --split train) and its label is shown beside the prediction.
             Classes are named by --class-names, else by the class folders of --data, else shown by number.
             Examples:
