@@ -11,7 +11,13 @@ public final class History: Sendable {
     let db: DatabaseQueue
 
     public init(path: String) throws {
-        db = try DatabaseQueue(path: path)
+        // WAL: another program reading the file (sqlite3, a backup, the tests) never makes a round's
+        // write fail with "database is locked", and the aggregator's writes never block it; writers
+        // wait up to 10 s for each other
+        var configuration = Configuration()
+        configuration.journalMode = .wal
+        configuration.busyMode = .timeout(10)
+        db = try DatabaseQueue(path: path, configuration: configuration)
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
             try db.execute(sql: """

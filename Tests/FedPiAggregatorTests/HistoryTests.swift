@@ -33,6 +33,30 @@ final class HistoryTests: XCTestCase {
         XCTAssertEqual(try History(path: dir + "/history.sqlite").rounds().map(\.round), [1, 2, 2])
     }
 
+    /// Another process reading the history (the tests, `sqlite3`, a backup) while the aggregator
+    /// records a round must not make the write fail: an aggregator once exited with "SQLite error 5:
+    /// database is locked" in CI because a test read its history at that moment.
+    func testAReaderHoldingATransactionDoesNotBlockRecording() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("history-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let history = try History(path: dir + "/history.sqlite")
+        try history.record(record(1, completed: true, accuracy: 0.5), strategy: "fedavg", encoding: "f16")
+        let reader = try DatabaseQueue(path: dir + "/history.sqlite")  // default settings, as another program has
+        let started = Date()
+        try reader.inDatabase { db in
+            try db.execute(sql: "BEGIN")
+            defer { try? db.execute(sql: "COMMIT") }
+            XCTAssertEqual(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM rounds"), 1)
+            XCTAssertNoThrow(try history.record(record(2, completed: true, accuracy: 0.6), strategy: "fedavg", encoding: "f16"))
+            history.setMetrics(1, accuracy: 0.55, loss: 0.45, logger: Logger(label: "test"))
+            XCTAssertEqual(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM rounds"), 1, "the reader keeps its snapshot")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 2, "the writes did not wait for the reader")
+        XCTAssertEqual(try history.rounds().map(\.accuracy), [0.55, 0.6])
+        XCTAssertEqual(try reader.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM rounds") }, 2)
+    }
+
     /// A confusion matrix is kept with the round's metrics and shown with each class's recall and
     /// precision; a history file written before confusion matrices existed gains the column.
     func testConfusionMatricesAndAnOlderFile() throws {
