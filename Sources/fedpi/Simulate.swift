@@ -79,6 +79,12 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: ArgumentHelp("fedadam/fedyogi: adaptivity (added to the root of the second moment).", valueName: "x"))
     var tau: Float = 1e-3
 
+    @Flag(help: "SCAFFOLD drift correction on the workers (experiment).")
+    var scaffold = false
+
+    @Option(help: ArgumentHelp("Evaluate an exponential average of the global models: avg = x·avg + (1−x)·global (experiment; 0: off).", valueName: "x"))
+    var average: Float = 0
+
     @Option(help: "Fewest usable updates for a round to count (default: all workers).")
     var minNodes: Int?
 
@@ -144,6 +150,10 @@ struct Simulate: AsyncParsableCommand {
                                   + " (for two classes try --split iid:3 or --split 0,1)")
         }
         let workers = pieces.enumerated().map { LocalWorker(node: "worker-\($0.offset + 1)", model: model, data: train, indices: $0.element) }
+        if scaffold {
+            let shared = ControlVariates(workers: workers.count)
+            for w in workers { w.scaffold = shared }
+        }
         var server = FedOpt.Options()
         server.serverLR = serverLr
         (server.momentum, server.beta1, server.beta2, server.tau) = (serverMomentum, beta1, beta2, tau)
@@ -161,7 +171,19 @@ struct Simulate: AsyncParsableCommand {
         federation.learningRateDecay = lrDecay
         federation.learningRateFloor = lrFloor
         let testIndices = Array(0..<min(test.count, testLimit ?? test.count))
-        federation.evaluate = { try Trainer.evaluate($0, on: test, indices: testIndices) }
+        if average > 0 {
+            let served = try ModelZoo.make(model, seed: seed)
+            var mean: [Float] = []
+            let keep = average
+            federation.evaluate = { model in
+                let x = model.parameters.flatValues
+                if mean.isEmpty { mean = x } else { for i in 0..<x.count { mean[i] = keep * mean[i] + (1 - keep) * x[i] } }
+                served.parameters.load(mean)
+                return try Trainer.evaluate(served, on: test, indices: testIndices)
+            }
+        } else {
+            federation.evaluate = { try Trainer.evaluate($0, on: test, indices: testIndices) }
+        }
         print("\(model), \(workers.count) workers (" + pieces.map { String($0.count) }.joined(separator: "/") + " samples), "
               + "\(chosen.name), \(config.loss.label) loss, \(encoding) deltas, \(localEpochs) local epoch(s)"
               + (localSteps.map { " of at most \($0) steps" } ?? "") + ", \(rounds) rounds")
