@@ -29,6 +29,8 @@ public final class Aggregator: @unchecked Sendable {
     let logger: Logger
     public var checkpointPath: String { config.stateDir + "/checkpoint.safetensors" }
     public var historyPath: String { config.stateDir + "/history.sqlite" }
+    /// The served model when `model_ema` is on: the moving average of the global models.
+    public var averagePath: String { config.stateDir + "/average.safetensors" }
 
     public init(config: FleetConfig, logger: Logger) {
         self.config = config
@@ -73,6 +75,7 @@ public final class Aggregator: @unchecked Sendable {
         let federation = makeFederation(model, client: client, inventory: inventory, operations: operations,
                                         workersEvaluate: central == nil, tls: identity != nil)
         if let optimizer = federation.strategy as? FedOpt, done > 0 { try resume(optimizer, round: done, parameters: model.parameters.count) }
+        if federation.modelEMA > 0, done > 0 { try resumeAverage(federation, round: done) }
         let notifier = SystemdNotifier()
         let report: @Sendable (RoundRecord) -> Void = { r in
             print(RoundTable.row(r))
@@ -164,6 +167,34 @@ public final class Aggregator: @unchecked Sendable {
         logger.info("resuming \(optimizer.rule.rawValue) at step \(optimizer.state.step) from \(path)")
     }
 
+    /// Restores the moving average of checkpoint `round`. The average is written after the
+    /// checkpoint, so a kill in between leaves the average of the round before, and the checkpoint is
+    /// folded into it as the round would have; without a usable file it starts again from the
+    /// checkpoint (logged). A damaged file is an error.
+    func resumeAverage(_ federation: Federation, round: Int) throws {
+        guard FileManager.default.fileExists(atPath: averagePath) else {
+            logger.warning("no \(averagePath): the moving average (model_ema) starts again from the checkpoint of round \(round)")
+            return
+        }
+        let values: [Float], header: ModelFileHeader
+        do {
+            (values, header) = try ModelFile.decode(try FileIO.read(averagePath), expecting: federation.model.parameters.entries,
+                                                    model: config.model)
+        } catch {
+            throw ConfigError("cannot resume the moving average from \(averagePath): \(error). Move it away to start the average again")
+        }
+        var average = values
+        switch header.round {
+        case round: break
+        case round - 1: Federation.foldAverage(&average, federation.model.parameters.flatValues, ema: federation.modelEMA)
+        default:
+            logger.warning("\(averagePath) is of round \(header.round), the checkpoint of round \(round): the moving average starts again from the checkpoint")
+            return
+        }
+        federation.average = average
+        logger.info("resuming the moving average of round \(round) from \(averagePath)")
+    }
+
     /// The HTTP client to the nodes and, with `[tls]`, the fleet identity it presents and checks.
     func connect() throws -> (HTTPClient, NodeInventory.Identity?) {
         var http = HTTPClient.Configuration()
@@ -206,6 +237,7 @@ public final class Aggregator: @unchecked Sendable {
         federation.concurrent = true
         federation.learningRateDecay = Float(config.learningRateDecay)
         federation.learningRateFloor = Float(config.learningRateFloor)
+        federation.modelEMA = Float(config.modelEMA)
         federation.maxNormRatio = config.maxNormRatio > 0 ? config.maxNormRatio : nil
         federation.roundTimeout = .milliseconds(Int64(config.roundTimeout * 1000))
         if workersEvaluate {

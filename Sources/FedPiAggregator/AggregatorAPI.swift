@@ -153,9 +153,9 @@ public struct AggregatorAPI: Sendable {
     }
 }
 
-/// The current global model for the API, read from its checkpoint file (the aggregator holds no
-/// other copy): as a file, and as a network for predictions, made on the first prediction, loaded
-/// again when a newer round's checkpoint exists, used by one request at a time.
+/// The served model for the API, read from its file (the moving average's with `model_ema`, else the
+/// checkpoint; the aggregator holds no other copy): as a file, and as a network for predictions, made
+/// on the first prediction, loaded again when a newer round's file exists, used by one request at a time.
 final class Predictor: Sendable {
     let id: String
     let layout: [ParameterInfo]

@@ -50,6 +50,8 @@ public struct FleetConfig: Sendable {
     /// The workers' learning rate is multiplied by this each round (1: constant).
     public var learningRateDecay = 1.0
     public var learningRateFloor = 0.0
+    /// The served model is this moving average of the global models (0: the global model itself).
+    public var modelEMA = Double(Federation.defaultModelEMA)
     /// The workers' local loss (ce, or the label-skew-aware fedrs / fedlc).
     public var loss: LocalLoss = .crossEntropy
     /// At most this many local steps per round (nil: full epochs).
@@ -117,6 +119,7 @@ public struct FleetConfig: Sendable {
         if let v = try f.double("momentum", in: 0...0.999) { momentum = v }
         if let v = try f.double("lr_decay", in: 0.5...1) { learningRateDecay = v }
         if let v = try f.double("lr_floor", in: 0...1) { learningRateFloor = v }
+        if let v = try f.double("model_ema", in: 0...0.99) { modelEMA = v }
         localSteps = try f.int("local_steps", in: 1...10_000_000)
         if let v = try f.string("class_weights") {
             guard ["balanced", "none"].contains(v) else { throw ConfigError("\(path): class_weights must be \"balanced\" or \"none\"") }

@@ -7,8 +7,9 @@ import Foundation
 import Synchronization
 
 /// What the operator sees and steers while the aggregator runs: the round in progress with each
-/// node's part in it, the controls (pause, stop after this round, more rounds), and where the current
-/// global model is (its checkpoint file: the API reads it from there, so no copy is held). The round runner writes it; the HTTP API reads it and sets the controls.
+/// node's part in it, the controls (pause, stop after this round, more rounds), and where the served
+/// model is (its file: the API reads it from there, so no copy is held). The round runner writes it;
+/// the HTTP API reads it and sets the controls.
 public final class Operations: Sendable {
     /// The controls, as the API reports them.
     public struct Control: Sendable, Encodable, Equatable {
@@ -68,7 +69,8 @@ public final class Operations: Sendable {
 
     public var control: Control { state.withLock { $0.control } }
     public var round: RoundProgress? { state.withLock { $0.round } }
-    /// The file holding the current global model (the checkpoint; nil before the first round) and its round.
+    /// The file holding the served model (the moving average's with `model_ema`, else the checkpoint;
+    /// nil before the first round) and its round.
     public var model: (round: Int, file: String)? { state.withLock { $0.model } }
 
     /// A request of the API's `POST /api/v1/control`.

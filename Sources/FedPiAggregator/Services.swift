@@ -48,6 +48,9 @@ final class RoundRunner: Service, @unchecked Sendable {
     }
 
     var checkpointPath: String { config.stateDir + "/checkpoint.safetensors" }
+    var averagePath: String { config.stateDir + "/average.safetensors" }
+    /// The file of the served model, which the API reads: the moving average's when `model_ema` is on.
+    var servedPath: String { federation.average.isEmpty ? checkpointPath : averagePath }
 
     func run() async throws {
         do {
@@ -61,7 +64,7 @@ final class RoundRunner: Service, @unchecked Sendable {
 
     func rounds() async throws {
         let done = resumedAfter
-        operations.completed(done, file: done > 0 ? checkpointPath : nil)
+        operations.completed(done, file: done > 0 ? servedPath : nil)
         metrics.lastRound.set(Double(done))
         if done == 0, try history.attempts(of: 0) == 0 {
             // with central evaluation federation.evaluate is nil: the record comes back without metrics
@@ -69,7 +72,7 @@ final class RoundRunner: Service, @unchecked Sendable {
             try await finish(try await federation.evaluateInitial())
         } else if let evaluator, let id = try history.completedRoundWithoutMetrics(done) {
             // the last run stopped while this round's evaluation ran: evaluate the checkpoint now
-            evaluator.submit(federation.model.parameters.flatValues, round: done) { [history, logger, metrics] e in
+            evaluator.submit(federation.servedModel.parameters.flatValues, round: done) { [history, logger, metrics] e in
                 guard let e else { return }
                 history.setMetrics(id, accuracy: e.accuracy, loss: e.loss, confusion: e.confusion, logger: logger)
                 metrics.evaluated(accuracy: e.accuracy, loss: e.loss)
@@ -113,7 +116,11 @@ final class RoundRunner: Service, @unchecked Sendable {
                                                to: config.stateDir + "/" + ServerOptimizerFile.name(round: round))
                 }
                 try FileIO.writeAtomically(ModelFile.encode(weightsOf: federation.model, round: round), to: checkpointPath)
-                operations.completed(round, file: checkpointPath)
+                // the average after the checkpoint: a kill in between leaves round R−1's, which the resume folds forward
+                if !federation.average.isEmpty {
+                    try FileIO.writeAtomically(ModelFile.encode(weightsOf: federation.servedModel, round: round), to: averagePath)
+                }
+                operations.completed(round, file: servedPath)
                 if optimizer != nil { try? FileManager.default.removeItem(atPath: config.stateDir + "/" + ServerOptimizerFile.name(round: round - 1)) }
             }
             metrics.record(r)
@@ -136,7 +143,7 @@ final class RoundRunner: Service, @unchecked Sendable {
         let id = try history.record(r, strategy: strategy, encoding: config.encoding.rawValue)
         if let a = r.testAccuracy, let l = r.testLoss { metrics.evaluated(accuracy: a, loss: l) }
         guard let evaluator, r.completed, r.testAccuracy == nil else { return report(r) }
-        evaluator.submit(federation.model.parameters.flatValues, round: r.round) { [history, logger, metrics, report] e in
+        evaluator.submit(federation.servedModel.parameters.flatValues, round: r.round) { [history, logger, metrics, report] e in
             var r = r
             if let e {
                 history.setMetrics(id, accuracy: e.accuracy, loss: e.loss, confusion: e.confusion, logger: logger)
@@ -148,10 +155,11 @@ final class RoundRunner: Service, @unchecked Sendable {
     }
 
     func saveFinal(round: Int) throws {
-        try FileIO.writeAtomically(ModelFile.encode(weightsOf: federation.model, round: round), to: savePath)
+        try FileIO.writeAtomically(ModelFile.encode(weightsOf: federation.servedModel, round: round), to: savePath)
         finalPath.withLock { $0 = savePath }
         operations.setPhase("finished")
-        print("saved the global model after round \(round) to \(savePath)")
+        let what = federation.average.isEmpty ? "global model" : "moving average of the global models (model_ema \(config.modelEMA))"
+        print("saved the \(what) after round \(round) to \(savePath)")
     }
 }
 

@@ -48,8 +48,6 @@ public struct TrainingOptions: Sendable {
     public var logitAdjustment: LogitAdjustment?
     /// Stop after this many optimizer steps in all, even within an epoch (nil: all `epochs`).
     public var maxSteps: Int?
-    /// Added to every step's gradient (SCAFFOLD's drift correction c − cᵢ); empty: none.
-    public var gradientCorrection: [Float] = []
 
     public init(epochs: Int = 1, batchSize: Int = 64, learningRate: Float = 0.01, optimizer: OptimizerChoice = .sgd(momentum: 0.9),
                 weightDecay: Float = 0, seed: UInt64 = 1, lanes: Int? = nil, microBatch: Int = 16, proximalMu: Float = 0,
@@ -275,12 +273,6 @@ public final class Trainer {
             let mu = options.proximalMu, w = model.parameters.values, g = model.parameters.gradients
             anchor.withUnsafeBufferPointer { a in
                 for i in 0..<a.count { g[i] += mu * (w[i] - a[i]) }
-            }
-        }
-        if options.gradientCorrection.count == model.parameters.count {
-            let g = model.parameters.gradients
-            options.gradientCorrection.withUnsafeBufferPointer { c in
-                for i in 0..<c.count { g[i] += c[i] }
             }
         }
         optimizer.step(model.parameters)

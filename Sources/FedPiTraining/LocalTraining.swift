@@ -133,7 +133,6 @@ public struct LocalTraining: @unchecked Sendable {
     /// and decoded again for the delta, which is computed in place over the trained weights; the
     /// optimizer state is freed before encoding.
     public func run(round: Int, global: () throws -> [UInt8], config: TrainingConfig, origin: String? = nil,
-                    correction: [Float] = [], delta: ((UnsafeBufferPointer<Float>, _ steps: Int) -> Void)? = nil,
                     progress: ((TrainingProgress) throws -> Void)? = nil) throws -> [UInt8] {
         let clock = ContinuousClock(), start = clock.now
         let net = try ModelZoo.make(model, seed: config.seed)
@@ -149,12 +148,10 @@ public struct LocalTraining: @unchecked Sendable {
             }
             var adjustment = config.loss.adjustment(counts: counts)
             if config.classWeights { adjustment = .weighted(adjustment, counts: counts) }
-            var options = TrainingOptions(
+            let trainer = Trainer(model: net, options: TrainingOptions(
                 epochs: config.epochs, batchSize: config.batchSize, learningRate: config.learningRate,
                 optimizer: .sgd(momentum: config.momentum), seed: seed, lanes: lanes, proximalMu: config.proximalMu,
-                logitAdjustment: adjustment, maxSteps: config.localSteps)
-            options.gradientCorrection = correction
-            let trainer = Trainer(model: net, options: options)
+                logitAdjustment: adjustment, maxSteps: config.localSteps))
             try trainer.train(on: data, indices: indices) { p in
                 lastLoss = p.loss
                 try progress?(p)
@@ -168,10 +165,6 @@ public struct LocalTraining: @unchecked Sendable {
         for i in 0..<count where !(abs(w[i]) <= limit) { bad += 1 }
         if bad > 0 || !(lastLoss?.isFinite ?? true) {
             throw TrainingDiverged(loss: lastLoss, badValues: bad, encoding: config.encoding)
-        }
-        if let delta {
-            let perEpoch = (indices.count + max(1, config.batchSize) - 1) / max(1, config.batchSize)
-            delta(UnsafeBufferPointer(start: w, count: count), min(config.localSteps ?? Int.max, perEpoch * max(1, config.epochs)))
         }
         let elapsed = (clock.now - start).components
         let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds / 1_000_000) * 1e-12

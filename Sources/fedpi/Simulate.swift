@@ -79,11 +79,8 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: ArgumentHelp("fedadam/fedyogi: adaptivity (added to the root of the second moment).", valueName: "x"))
     var tau: Float = 1e-3
 
-    @Flag(help: "SCAFFOLD drift correction on the workers (experiment).")
-    var scaffold = false
-
-    @Option(help: ArgumentHelp("Evaluate an exponential average of the global models: avg = x·avg + (1−x)·global (experiment; 0: off).", valueName: "x"))
-    var average: Float = 0
+    @Option(help: ArgumentHelp("The served model is a moving average of the global models: avg = x·avg + (1−x)·global after each round (0...0.99; 0: the global model).", valueName: "x"))
+    var modelEma: Float = Federation.defaultModelEMA
 
     @Option(help: "Fewest usable updates for a round to count (default: all workers).")
     var minNodes: Int?
@@ -118,6 +115,7 @@ struct Simulate: AsyncParsableCommand {
         guard lrDecay >= 0.5, lrDecay <= 1 else { throw ValidationError("--lr-decay must be in [0.5, 1]") }
         guard ["none", "balanced"].contains(classWeights) else { throw ValidationError("--class-weights must be none or balanced") }
         guard lrFloor >= 0, lrFloor <= 1 else { throw ValidationError("--lr-floor must be in [0, 1]") }
+        guard modelEma >= 0, modelEma <= 0.99 else { throw ValidationError("--model-ema must be in [0, 0.99]") }
     }
 
     func shards(_ labels: [Int], names: [String]? = nil) throws -> [[Int]] {
@@ -150,10 +148,6 @@ struct Simulate: AsyncParsableCommand {
                                   + " (for two classes try --split iid:3 or --split 0,1)")
         }
         let workers = pieces.enumerated().map { LocalWorker(node: "worker-\($0.offset + 1)", model: model, data: train, indices: $0.element) }
-        if scaffold {
-            let shared = ControlVariates(workers: workers.count)
-            for w in workers { w.scaffold = shared }
-        }
         var server = FedOpt.Options()
         server.serverLR = serverLr
         (server.momentum, server.beta1, server.beta2, server.tau) = (serverMomentum, beta1, beta2, tau)
@@ -170,30 +164,20 @@ struct Simulate: AsyncParsableCommand {
         let federation = Federation(model: net, strategy: chosen, workers: workers, minNodes: minNodes ?? workers.count, config: config)
         federation.learningRateDecay = lrDecay
         federation.learningRateFloor = lrFloor
+        federation.modelEMA = modelEma
         let testIndices = Array(0..<min(test.count, testLimit ?? test.count))
-        if average > 0 {
-            let served = try ModelZoo.make(model, seed: seed)
-            var mean: [Float] = []
-            let keep = average
-            federation.evaluate = { model in
-                let x = model.parameters.flatValues
-                if mean.isEmpty { mean = x } else { for i in 0..<x.count { mean[i] = keep * mean[i] + (1 - keep) * x[i] } }
-                served.parameters.load(mean)
-                return try Trainer.evaluate(served, on: test, indices: testIndices)
-            }
-        } else {
-            federation.evaluate = { try Trainer.evaluate($0, on: test, indices: testIndices) }
-        }
+        federation.evaluate = { try Trainer.evaluate($0, on: test, indices: testIndices) }
         print("\(model), \(workers.count) workers (" + pieces.map { String($0.count) }.joined(separator: "/") + " samples), "
               + "\(chosen.name), \(config.loss.label) loss, \(encoding) deltas, \(localEpochs) local epoch(s)"
-              + (localSteps.map { " of at most \($0) steps" } ?? "") + ", \(rounds) rounds")
+              + (localSteps.map { " of at most \($0) steps" } ?? "") + ", \(rounds) rounds"
+              + (modelEma > 0 ? ", accuracy of the moving average (model_ema \(modelEma))" : ""))
         print(RoundTable.header)
         federation.onRound = { print(RoundTable.row($0)) }
         _ = try await federation.evaluateInitial()
         for r in 1...rounds { try await federation.runRound(r) }
         if let save {
-            try FileIO.writeAtomically(ModelFile.encode(weightsOf: net, round: rounds), to: save)
-            print("saved the global model to \(save)")
+            try FileIO.writeAtomically(ModelFile.encode(weightsOf: federation.servedModel, round: rounds), to: save)
+            print("saved the \(modelEma > 0 ? "averaged" : "global") model to \(save)")
         }
     }
 }

@@ -47,6 +47,13 @@ final class FleetTests: XCTestCase {
         let (values, final) = try ModelFile.decode(try FileIO.read(fleet.stateDir + "/final.safetensors"),
                                                    expecting: net.parameters.entries, model: "mnist-cnn")
         XCTAssertEqual(final.kind, .weights)
+        // the served model (model_ema's default): the final model is the moving average, not the last global model
+        let (average, averageHeader) = try ModelFile.decode(try FileIO.read(fleet.stateDir + "/average.safetensors"),
+                                                            expecting: net.parameters.entries, model: "mnist-cnn")
+        XCTAssertEqual(averageHeader.round, 3)
+        XCTAssertTrue(average == values, "final.safetensors is the moving average")
+        XCTAssertFalse(try ModelFile.decode(try FileIO.read(fleet.stateDir + "/checkpoint.safetensors"), expecting: net.parameters.entries,
+                                            model: "mnist-cnn").values == values, "the moving average is not the last global model")
         net.parameters.load(values)
         XCTAssertEqual(try Trainer.evaluate(net, on: try MNISTDirectory(IDXFixtures.fashionMNIST).load(.test),
                                             indices: Partition.sample(Array(0..<10000), limit: 1000, seed: 1)).accuracy, last, accuracy: 1e-9)
@@ -145,7 +152,7 @@ final class FleetTests: XCTestCase {
             }
             let files = try FileManager.default.contentsOfDirectory(atPath: fleet.stateDir).filter { $0.hasPrefix("server-optimizer-") }
             XCTAssertEqual(files, ["server-optimizer-3.safetensors"], "only the state of the last checkpoint is kept")
-            return try FileIO.read(fleet.stateDir + "/checkpoint.safetensors")
+            return try FileIO.read(fleet.stateDir + "/checkpoint.safetensors") + FileIO.read(fleet.stateDir + "/average.safetensors")
         }
         let other = FleetHarness(model: "mnist-mlp")
         defer { other.stopAll() }
@@ -153,7 +160,8 @@ final class FleetTests: XCTestCase {
         let straight = try run(other, stops: [3])
         let resumed = try run(fleet, stops: [2, 3])
         XCTAssertTrue(fleet.aggregatorLog().contains("resuming fedadam at step 2"), fleet.aggregatorLog())
-        XCTAssertEqual(resumed, straight, "the resumed run's checkpoint is the uninterrupted one's")
+        XCTAssertTrue(fleet.aggregatorLog().contains("resuming the moving average of round 2"), fleet.aggregatorLog())
+        XCTAssertEqual(resumed, straight, "the resumed run's checkpoint and moving average are the uninterrupted one's")
     }
 
     func testKilledWorkerDoesNotStallTheRoundAndRejoinsAfterRestart() throws {
