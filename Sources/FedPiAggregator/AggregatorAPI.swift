@@ -51,6 +51,8 @@ public struct AggregatorAPI: Sendable {
         struct Aggregator: Encodable {
             var model: String, strategy: String, encoding: String, minNodes: Int, fleetRounds: Int, uptimeSeconds: Double
             var classNames: [String]
+            /// The served model's moving average (0: the global model is served).
+            var modelEma: Double
         }
         struct Node: Encodable {
             var name: String, url: String, state: String, since: String, lastSeen: String?, lastError: String?
@@ -71,7 +73,7 @@ public struct AggregatorAPI: Sendable {
         return Fleet(
             aggregator: .init(model: config.model, strategy: strategy, encoding: config.encoding.rawValue, minNodes: config.minNodes,
                               fleetRounds: config.rounds, uptimeSeconds: Date().timeIntervalSince(started).rounded(),
-                              classNames: config.classNames ?? (0..<predictor.classes).map(String.init)),
+                              classNames: config.classNames ?? (0..<predictor.classes).map(String.init), modelEma: config.modelEMA),
             control: operations.control, round: operations.round,
             nodes: nodes.map { n in
                 Fleet.Node(

@@ -56,7 +56,7 @@ const fmtBytes=b=>b>=1e9?(b/1e9).toFixed(2)+" GB":b>=1e6?(b/1e6).toFixed(1)+" MB
 async function api(path,opts){const r=await fetch(path,opts);const t=await r.json().catch(()=>({}));if(!r.ok)throw new Error(t.error||r.status);return t}
 function renderFleet(f){
  names=f.aggregator.class_names||names;const c=f.control;
- $("summary").textContent=`${f.aggregator.model} · ${f.aggregator.strategy} · ${f.aggregator.encoding} · round ${c.completed_rounds} of ${c.target_rounds}`;
+ $("summary").textContent=`${f.aggregator.model} · ${f.aggregator.strategy}${f.aggregator.model_ema>0?` (model_ema ${f.aggregator.model_ema})`:""} · ${f.aggregator.encoding} · round ${c.completed_rounds} of ${c.target_rounds}`;
  $("phase").textContent=c.paused&&c.phase==="running"?"pausing after this round":c.phase;
  $("pause").disabled=c.paused;$("resume").disabled=!c.paused;
  const rows=f.nodes.map(n=>{const h=n.health||{},t=n.task;const pct=t&&t.total?Math.round(100*t.samples/t.total):0;

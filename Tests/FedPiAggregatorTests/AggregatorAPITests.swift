@@ -92,6 +92,8 @@ final class AggregatorAPITests: XCTestCase {
                 let control = try XCTUnwrap(o["control"] as? [String: Any])
                 XCTAssertEqual(control["target_rounds"] as? Int, 3)
                 XCTAssertEqual(control["paused"] as? Bool, false)
+                let aggregator = try XCTUnwrap(o["aggregator"] as? [String: Any])
+                XCTAssertEqual(aggregator["model_ema"] as? Double, Double(Federation.defaultModelEMA))
             }
             try await client.execute(uri: "/api/v1/rounds", method: .get) { r in
                 let rows = try XCTUnwrap(try Self.json(r) as? [[String: Any]])
