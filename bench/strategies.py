@@ -9,16 +9,19 @@ already there are not repeated, so an interrupted sweep continues where it stopp
 
 Summary per configuration (mean over seeds, with min..max): accuracy at rounds 5, 10 and 20 (those
 run), the first round at or above 85% (— when never), and the largest drop from one round to the
-next after round 5. A configuration without --model-ema runs with --model-ema 0 (the global model is
-evaluated, as in every run recorded before the moving average existed); name it to measure it."""
+next after round 5. A configuration runs without the options it does not name among --model-ema,
+--lr-decay and --lr-floor (--model-ema 0 --lr-decay 1 --lr-floor 0, as every run recorded before
+they were the defaults); name them to measure them."""
 import argparse, json, os, shlex, statistics, subprocess, sys, time
 
 
 def run(a, args, seed):
     cmd = [a.fedpi, "simulate", "--data", a.data, "--model", a.model, "--rounds", str(a.rounds), "--split", a.split,
            "--seed", str(seed)] + (["--limit", str(a.limit)] if a.limit else []) + shlex.split(args)
-    if "--model-ema" not in args:
-        cmd += ["--model-ema", "0"]  # a configuration names the moving average it uses; the runs from before it existed had none
+    # a configuration names the moving average and decay it uses; the runs from before they were defaults had none
+    for option, off in (("--model-ema", "0"), ("--lr-decay", "1"), ("--lr-floor", "0")):
+        if option not in args:
+            cmd += [option, off]
     start = time.time()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     acc = {}

@@ -48,8 +48,8 @@ public struct FleetConfig: Sendable {
     public var learningRate = 0.01
     public var momentum = 0.9
     /// The workers' learning rate is multiplied by this each round (1: constant).
-    public var learningRateDecay = 1.0
-    public var learningRateFloor = 0.0
+    public var learningRateDecay = Double(Federation.defaultLearningRateDecay)
+    public var learningRateFloor = Double(Federation.defaultLearningRateFloor)
     /// The served model is this moving average of the global models (0: the global model itself).
     public var modelEMA = Double(Federation.defaultModelEMA)
     /// The workers' local loss (ce, or the label-skew-aware fedrs / fedlc).

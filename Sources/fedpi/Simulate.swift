@@ -59,10 +59,10 @@ struct Simulate: AsyncParsableCommand {
     var classWeights = "none"
 
     @Option(help: ArgumentHelp("The workers' learning rate is multiplied by this each round (0.5...1; 1: constant).", valueName: "x"))
-    var lrDecay: Float = 1
+    var lrDecay: Float = Federation.defaultLearningRateDecay
 
     @Option(help: ArgumentHelp("The decay stops at this fraction of --lr (0...1; 0: never stops).", valueName: "x"))
-    var lrFloor: Float = 0
+    var lrFloor: Float = Federation.defaultLearningRateFloor
 
     @Option(help: ArgumentHelp("Server learning rate of fedavgm (default \(FedOpt.defaultLR(.fedavgm))), fedadam and fedyogi (default \(FedOpt.defaultLR(.fedadam))).", valueName: "x"))
     var serverLr: Float?
