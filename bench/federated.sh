@@ -4,9 +4,11 @@
 # evaluation on the 10,000 test images after each round; real processes on loopback for both
 # (FedPi over HTTP, Flower over gRPC), one training thread per worker. Prints per-round accuracy and
 # time, time to TARGET accuracy, the non-training share of FedPi's rounds, bytes and peak memory.
-# FedPi runs its fleet-file defaults (scripts/demo.sh). Flower runs each configuration named in
+# FedPi runs its fleet-file defaults (scripts/demo.sh), plus any FLEET_EXTRA lines (e.g.
+# FLEET_EXTRA='local_steps = 188'). Flower runs each configuration named in
 # FLOWER (default "fedavg"; "same" is Flower's own strategy with FedPi's default hyper-parameters and
-# loss, FLOWER_SAME_ARGS), one after another, on the same split and model.
+# loss, FLOWER_SAME_ARGS; "fedavg-steps" is FedAvg with at most FLOWER_STEPS=188 local steps a round),
+# one after another, on the same split and model.
 #   ROUNDS=12 TARGET=0.75,0.80,0.85 FLOWER="fedavg same" bench/federated.sh    ONLY=fedpi|flower runs one side
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +37,8 @@ if [ "${ONLY:-}" != fedpi ]; then
     case "$run" in
       fedavg) args="" ;;
       same) args="$FLOWER_SAME_ARGS" ;;
-      *) echo "FLOWER: unknown run $run (fedavg, same)" >&2; exit 2 ;;
+      fedavg-steps) args="--local-steps ${FLOWER_STEPS:-188}" ;;
+      *) echo "FLOWER: unknown run $run (fedavg, same, fedavg-steps)" >&2; exit 2 ;;
     esac
     echo "== Flower ($run): $ROUNDS rounds" >&2
     # shellcheck disable=SC2086  # args are words

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Flower + PyTorch reference for bench/federated.sh: the same mnist-cnn, split (classes 0-3, 4-6, 7-9),
 FedAvg weighted by examples (or Flower's own FedAvgM, FedAdam, FedYogi: --strategy, --server-lr, ...),
-1 local epoch of SGD (lr 0.01, momentum 0.9, batch 64) per round with cross-entropy (or FedPi's
+1 local epoch (or at most --local-steps steps) of SGD (lr 0.01, momentum 0.9, batch 64) per round with cross-entropy (or FedPi's
 FedLC / FedRS losses from the client's class counts: --loss), central evaluation on the test set after
 every round. Real processes over gRPC on loopback:
   flower_fedavg.py server --rounds R --out rounds.jsonl [--strategy fedadam --server-lr 0.01]
@@ -123,7 +123,9 @@ def client(a):
             opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=0.9)
             model.train()
             perm = torch.randperm(x.shape[0])
-            for i in range(0, x.shape[0], 64):
+            for step, i in enumerate(range(0, x.shape[0], 64)):
+                if a.local_steps and step >= a.local_steps:
+                    break
                 idx = perm[i : i + 64]
                 opt.zero_grad()
                 loss_fn(model(x[idx]), y[idx]).backward()
@@ -156,6 +158,7 @@ def main():
     ap.add_argument("--loss", choices=["ce", "fedlc", "fedrs"], default="ce")
     ap.add_argument("--fedlc-tau", type=float, default=1.0)
     ap.add_argument("--fedrs-alpha", type=float, default=0.5)
+    ap.add_argument("--local-steps", type=int, default=0, help="at most this many steps per round (0: one epoch)")
     a = ap.parse_args()
     server(a) if a.mode == "server" else client(a)
 

@@ -6,6 +6,7 @@
 #   ROUNDS=10  DATA=/usr/share/datasets/fashion-mnist  LIMIT=  (samples per worker; empty: all)
 #   MODEL=mnist-cnn  ENCODING=f16  WORK=.build/demo  BIN=.build/debug  WORKER_BIN=$BIN  TLS=1  API_PORT=8480
 #   WORKER_CPUS=  AGGREGATOR_CPUS=  (taskset CPU lists: keep the workers and the aggregator apart, as boards and a workstation are)
+#   FLEET_EXTRA=  (more fleet-file lines, e.g. FLEET_EXTRA='local_steps = 250')
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.build/debug}
@@ -71,6 +72,7 @@ done
   echo "test_data = \"$DATA\""
   echo "state_dir = \"$WORK/aggregator\""
   echo "listen = \"127.0.0.1:$API_PORT\""
+  [ -z "${FLEET_EXTRA:-}" ] || printf '%s\n' "$FLEET_EXTRA"
   if [ "$TLS" = 1 ]; then
     printf '[tls]\ncert = "%s"\nkey = "%s"\nca = "%s"\n' "$WORK/tls/aggregator.crt" "$WORK/tls/aggregator.key" "$WORK/tls/ca.crt"
   fi

@@ -89,7 +89,7 @@ public final class Aggregator: @unchecked Sendable {
                                  evaluator: evaluator, resumedAfter: done, save: save, print: print, report: report, logger: logger)
 
         print("\(config.model), \(config.nodes.count) nodes, \(federation.strategy.name), \(config.encoding.rawValue) deltas, "
-              + "\(config.localEpochs) local epoch(s), rounds \(done + 1)...\(operations.control.targetRounds), min_nodes \(config.minNodes)")
+              + "\(config.localEpochs) local epoch(s)" + (config.localSteps.map { " of at most \($0) steps" } ?? "") + ", rounds \(done + 1)...\(operations.control.targetRounds), min_nodes \(config.minNodes)")
         print(RoundTable.header)
         // systemd: ready once the state is open (and the API listens); the watchdog pings as long as the process runs
         let ready = "starting round \(done + 1) of \(operations.control.targetRounds)"
