@@ -37,7 +37,8 @@ die() {
 }
 
 [ "$(id -u)" -eq 0 ] || skip "needs root (rootful podman)"
-packages=(podman buildah runc netavark aardvark-dns debootstrap slirp4netns uidmap qemu-user-static binfmt-support)
+# iptables: netavark's bridge networks need it and it is only a recommendation of the packages above
+packages=(podman buildah runc netavark aardvark-dns iptables debootstrap slirp4netns uidmap qemu-user-static binfmt-support)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
